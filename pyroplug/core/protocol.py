@@ -1,0 +1,382 @@
+"""Sans-IO codec of the Pyro4 wire protocol, version 48: bytes in, messages out; no sockets, no globals.
+
+A message is ``[24-byte header][annotation chunks][payload]``; every integer is big-endian:
+
+======  ====  =================  ==============================================================
+offset  size  field              notes
+======  ====  =================  ==============================================================
+0       4     tag                ``b"PYRO"``
+4       2     version            48
+6       2     message type       MSG_CONNECT .. MSG_PING (1..6)
+8       2     flags              FLAGS_* bits
+10      2     sequence number    echoed by the reply, wraps at 0xFFFF
+12      4     data length        signed int32, payload bytes only
+16      2     serializer id      1 serpent, 2 json, 3 marshal, 4 pickle, 5 dill, 6 msgpack, ...
+18      2     annotations length total bytes of all annotation chunks
+20      2     reserved           0
+22      2     checksum           (type+version+datalen+annlen+serializer+flags+seq+0x34E9) & 0xFFFF
+======  ====  =================  ==============================================================
+
+Each annotation chunk is a 4-byte ASCII key, a uint16 length and that many bytes. ``HMAC`` holds the
+HMAC-SHA1 of the wire payload followed by the other annotation values in key order.
+Compression (zlib) applies to payloads of at least 200 bytes when it makes them smaller.
+``max_size`` (MAX_MESSAGE_SIZE) is checked from the header, before any payload is buffered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+import zlib
+from collections.abc import Mapping
+
+from pyroplug.core import errors
+from pyroplug.core.constants import PROTOCOL_VERSION
+
+__all__ = [
+    "FLAGS_BATCH",
+    "FLAGS_COMPRESSED",
+    "FLAGS_EXCEPTION",
+    "FLAGS_ITEMSTREAMRESULT",
+    "FLAGS_KEEPSERIALIZED",
+    "FLAGS_META_ON_CONNECT",
+    "FLAGS_ONEWAY",
+    "HEADER_SIZE",
+    "MSG_CONNECT",
+    "MSG_CONNECTFAIL",
+    "MSG_CONNECTOK",
+    "MSG_INVOKE",
+    "MSG_PING",
+    "MSG_RESULT",
+    "Message",
+    "MessageReader",
+    "encode",
+    "encode_parts",
+]
+
+MSG_CONNECT = 1
+MSG_CONNECTOK = 2
+MSG_CONNECTFAIL = 3
+MSG_INVOKE = 4
+MSG_RESULT = 5
+MSG_PING = 6
+MSG_TYPES = frozenset(range(1, 7))
+
+FLAGS_EXCEPTION = 1 << 0
+FLAGS_COMPRESSED = 1 << 1
+FLAGS_ONEWAY = 1 << 2
+FLAGS_BATCH = 1 << 3
+FLAGS_META_ON_CONNECT = 1 << 4
+FLAGS_ITEMSTREAMRESULT = 1 << 5
+FLAGS_KEEPSERIALIZED = 1 << 6
+
+CHECKSUM_MAGIC = 0x34E9
+COMPRESSION_THRESHOLD = 200
+MAX_DATA_SIZE = 0x7FFFFFFF
+MAX_ANNOTATIONS_SIZE = 0xFFFF
+
+_HEADER = struct.Struct("!4sHHHHiHHHH")
+_CHUNK = struct.Struct("!4sH")
+HEADER_SIZE = _HEADER.size  # 24
+_TAG = b"PYRO"
+_BASE = PROTOCOL_VERSION + CHECKSUM_MAGIC
+_pack_header = _HEADER.pack
+_unpack_header = _HEADER.unpack_from
+_EMPTY: Mapping[str, bytes] = {}
+
+
+class Message:
+    """One decoded message. ``data`` is the payload (bytes-like, already decompressed)."""
+
+    __slots__ = ("type", "flags", "seq", "serializer_id", "annotations", "data")
+
+    def __init__(
+        self,
+        msgtype: int,
+        data: bytes | bytearray | memoryview,
+        serializer_id: int,
+        flags: int = 0,
+        seq: int = 0,
+        annotations: Mapping[str, bytes] | None = None,
+    ) -> None:
+        self.type = msgtype
+        self.flags = flags
+        self.seq = seq
+        self.serializer_id = serializer_id
+        self.annotations: Mapping[str, bytes] = annotations if annotations is not None else _EMPTY
+        self.data = data
+
+    def __repr__(self) -> str:
+        return (
+            f"<Message type={self.type} flags={self.flags:#x} seq={self.seq} serializer={self.serializer_id} "
+            f"annotations={sorted(self.annotations)} size={len(self.data)}>"
+        )
+
+
+def hmac_digest(key: bytes, data: bytes | bytearray | memoryview, annotations: Mapping[str, bytes]) -> bytes:
+    """HMAC-SHA1 over the payload, then the values of every non-HMAC annotation in key order."""
+    mac = hmac.new(key, data, hashlib.sha1)
+    for k in sorted(annotations):
+        if k != "HMAC":
+            mac.update(annotations[k])
+    return mac.digest()
+
+
+def encode_parts(
+    msgtype: int,
+    data: bytes | bytearray | memoryview,
+    serializer_id: int,
+    flags: int = 0,
+    seq: int = 0,
+    annotations: Mapping[str, bytes] | None = None,
+    hmac_key: bytes | None = None,
+    compress: bool = False,
+    max_size: int = 0,
+) -> tuple[bytes, bytes | bytearray | memoryview]:
+    """Encode a message as (header + annotation chunks, payload), ready for a gathering send.
+
+    Raises MessageTooLargeError (before anything is sent) when data + annotations exceed ``max_size``
+    (0 means unlimited) or the fields of the header, and ProtocolError for a bad annotation key.
+    """
+    if compress and len(data) >= COMPRESSION_THRESHOLD:
+        packed = zlib.compress(data)
+        if len(packed) < len(data):
+            data = packed
+            flags |= FLAGS_COMPRESSED
+    if hmac_key:
+        annotations = dict(annotations) if annotations else {}
+        annotations["HMAC"] = hmac_digest(hmac_key, data, annotations)
+    if annotations:
+        chunks = []
+        for key, value in annotations.items():
+            bkey = key.encode("ascii") if isinstance(key, str) else key
+            if len(bkey) != 4:
+                raise errors.ProtocolError(f"annotation key must be exactly 4 characters: {key!r}")
+            if len(value) > MAX_ANNOTATIONS_SIZE:
+                raise errors.MessageTooLargeError(f"annotation {key!r} too large ({len(value)} bytes)")
+            chunks.append(_CHUNK.pack(bkey, len(value)))
+            chunks.append(bytes(value))
+        ann = b"".join(chunks)
+    else:
+        ann = b""
+    size = len(data)
+    ann_size = len(ann)
+    if size > MAX_DATA_SIZE or ann_size > MAX_ANNOTATIONS_SIZE:
+        raise errors.MessageTooLargeError(f"message too large for the protocol (data {size}, annotations {ann_size})")
+    if 0 < max_size < size + ann_size:
+        raise errors.MessageTooLargeError(f"max message size exceeded ({size + ann_size} where max={max_size})")
+    checksum = (msgtype + _BASE + size + ann_size + serializer_id + flags + seq) & 0xFFFF
+    header = _pack_header(_TAG, PROTOCOL_VERSION, msgtype, flags, seq, size, serializer_id, ann_size, 0, checksum)
+    return (header + ann if ann else header), data
+
+
+def encode(
+    msgtype: int,
+    data: bytes | bytearray | memoryview,
+    serializer_id: int,
+    flags: int = 0,
+    seq: int = 0,
+    annotations: Mapping[str, bytes] | None = None,
+    hmac_key: bytes | None = None,
+    compress: bool = False,
+    max_size: int = 0,
+) -> bytes:
+    """Encode a whole message to one bytes object (see :func:`encode_parts`)."""
+    head, payload = encode_parts(msgtype, data, serializer_id, flags, seq, annotations, hmac_key, compress, max_size)
+    return head + payload
+
+
+def parse_annotations(raw: bytes | memoryview) -> dict[str, bytes]:
+    """Split annotation chunks; ProtocolError when a chunk overruns or a key is not ASCII."""
+    result: dict[str, bytes] = {}
+    i = 0
+    end = len(raw)
+    while i < end:
+        if i + 6 > end:
+            raise errors.ProtocolError("annotation chunk header truncated")
+        key, length = _CHUNK.unpack_from(raw, i)
+        i += 6
+        if i + length > end:
+            raise errors.ProtocolError("annotation chunk length overruns the annotations")
+        try:
+            skey = key.decode("ascii")
+        except UnicodeDecodeError:
+            raise errors.ProtocolError(f"annotation key is not ASCII: {key!r}") from None
+        result[skey] = bytes(raw[i : i + length])
+        i += length
+    return result
+
+
+def parse_header(header: bytes | bytearray | memoryview) -> tuple[int, int, int, int, int, int]:
+    """Validate a 24-byte header; returns (type, flags, seq, data size, serializer id, annotations size)."""
+    if len(header) < HEADER_SIZE:
+        raise errors.ProtocolError("header data size mismatch")
+    tag, ver, msgtype, flags, seq, size, ser, ann_size, _reserved, checksum = _unpack_header(header)
+    if tag != _TAG or ver != PROTOCOL_VERSION:
+        raise errors.ProtocolError("invalid data or unsupported protocol version")
+    if checksum != (msgtype + ver + size + ann_size + flags + ser + seq + CHECKSUM_MAGIC) & 0xFFFF:
+        raise errors.ProtocolError("header checksum mismatch")
+    if size < 0:
+        raise errors.ProtocolError(f"invalid data length {size}")
+    if msgtype not in MSG_TYPES:
+        raise errors.ProtocolError(f"invalid msg type {msgtype} received")
+    return msgtype, flags, seq, size, ser, ann_size
+
+
+class MessageReader:
+    """Incremental decoder: feed bytes (or fill :meth:`get_buffer`), take complete messages out.
+
+    ``max_size`` is MAX_MESSAGE_SIZE (0 = unlimited), checked from the header before the payload is
+    buffered; ``hmac_key`` enables HMAC checking (and requires it). Payloads larger than the internal
+    buffer get a buffer of exactly their size, so a large message is received without extra copies.
+    Errors are pyroplug exceptions; after one, the stream is unusable and the connection should close.
+    """
+
+    __slots__ = ("max_size", "hmac_key", "_buf", "_start", "_end", "_header", "_big", "_bigfill")
+
+    INITIAL = 65536
+
+    def __init__(self, max_size: int = 0, hmac_key: bytes | None = None) -> None:
+        self.max_size = max_size
+        self.hmac_key = hmac_key
+        self._buf = bytearray(self.INITIAL)
+        self._start = 0
+        self._end = 0
+        self._header: tuple[int, int, int, int, int, int] | None = None
+        self._big: bytearray | None = None  # dedicated body buffer for large messages
+        self._bigfill = 0
+
+    # --- input ------------------------------------------------------------------------
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Add received bytes."""
+        view = memoryview(data)
+        while len(view):
+            buf = self.get_buffer()
+            n = min(len(buf), len(view))
+            buf[:n] = view[:n]
+            self.buffer_updated(n)
+            view = view[n:]
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """A writable buffer for the next received bytes (asyncio BufferedProtocol style)."""
+        if self._big is not None:
+            return memoryview(self._big)[self._bigfill :]
+        if self._end == len(self._buf):
+            pending = self._end - self._start
+            if self._start:
+                self._buf[:pending] = self._buf[self._start : self._end]
+                self._start, self._end = 0, pending
+            if pending == len(self._buf):
+                self._buf.extend(bytes(len(self._buf)))
+        return memoryview(self._buf)[self._end :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """Tell the reader that ``nbytes`` were written into the last :meth:`get_buffer` view."""
+        if self._big is not None:
+            self._bigfill += nbytes
+        else:
+            self._end += nbytes
+            if self._header is None and self._end - self._start >= HEADER_SIZE:
+                self._read_header()
+
+    @property
+    def pending(self) -> int:
+        """Bytes received but not yet returned as part of a message."""
+        return self._end - self._start + self._bigfill
+
+    @property
+    def idle(self) -> bool:
+        """True when no partial message is buffered (a message boundary)."""
+        return self._header is None and self._end == self._start
+
+    def needed(self) -> int:
+        """How many more bytes complete the current message (at least 1 when idle)."""
+        if self._header is None:
+            return max(1, HEADER_SIZE - (self._end - self._start))
+        body = self._header[3] + self._header[5]
+        if self._big is not None:
+            return body - self._bigfill
+        return max(0, HEADER_SIZE + body - (self._end - self._start))
+
+    # --- output -----------------------------------------------------------------------
+    def next_message(self) -> Message | None:
+        """The next complete message, or None until more bytes arrive."""
+        header = self._header
+        if header is None:
+            if self._end - self._start < HEADER_SIZE:
+                return None
+            header = self._read_header()
+        msgtype, flags, seq, size, ser, ann_size = header
+        body_size = size + ann_size
+        if self._big is not None:
+            if self._bigfill < body_size:
+                return None
+            body: bytes | bytearray | memoryview = self._big
+            self._big = None
+            self._bigfill = 0
+            raw_ann = memoryview(body)[:ann_size]
+            data: bytes | bytearray | memoryview = memoryview(body)[ann_size:] if ann_size else body
+        else:
+            start = self._start + HEADER_SIZE
+            if self._end - start < body_size:
+                return None
+            buf = self._buf
+            raw_ann = buf[start : start + ann_size] if ann_size else b""
+            data = bytes(buf[start + ann_size : start + body_size])
+            self._start = start + body_size
+            if self._start == self._end:
+                self._start = self._end = 0
+        self._header = None
+        annotations = parse_annotations(raw_ann) if ann_size else None
+        if self.hmac_key or (annotations and "HMAC" in annotations):
+            self._check_hmac(data, annotations)
+        if flags & FLAGS_COMPRESSED:
+            data = self._decompress(data)
+            flags &= ~FLAGS_COMPRESSED
+        if self._end - self._start >= HEADER_SIZE:
+            self._read_header()
+        return Message(msgtype, data, ser, flags, seq, annotations)
+
+    # --- internals --------------------------------------------------------------------
+    def _read_header(self) -> tuple[int, int, int, int, int, int]:
+        start = self._start
+        header = parse_header(memoryview(self._buf)[start : start + HEADER_SIZE])
+        size, ann_size = header[3], header[5]
+        if 0 < self.max_size < size + ann_size:
+            raise errors.MessageTooLargeError(
+                f"max message size exceeded ({size + ann_size} where max={self.max_size})"
+            )
+        self._header = header
+        body = size + ann_size
+        if HEADER_SIZE + body > len(self._buf) and body > self.INITIAL:
+            # a dedicated buffer of exactly the body's size: no regrowth, no second copy
+            have = self._end - start - HEADER_SIZE
+            big = bytearray(body)
+            big[:have] = self._buf[start + HEADER_SIZE : self._end]
+            self._big = big
+            self._bigfill = have
+            self._start = self._end = 0
+        return header
+
+    def _check_hmac(self, data: bytes | bytearray | memoryview, annotations: Mapping[str, bytes] | None) -> None:
+        received = annotations.get("HMAC") if annotations else None
+        if received is not None and self.hmac_key:
+            assert annotations is not None
+            if not hmac.compare_digest(received, hmac_digest(self.hmac_key, data, annotations)):
+                raise errors.SecurityError("message hmac mismatch")
+        elif (received is not None) != bool(self.hmac_key):
+            raise errors.SecurityError("hmac key config not symmetric")
+
+    def _decompress(self, data: bytes | bytearray | memoryview) -> bytes:
+        limit = self.max_size if self.max_size > 0 else 0
+        try:
+            inflater = zlib.decompressobj()
+            out = inflater.decompress(data, limit) if limit else inflater.decompress(data)
+            if limit and inflater.unconsumed_tail:
+                raise errors.MessageTooLargeError(f"decompressed message exceeds max size {limit}")
+            if not inflater.eof:
+                raise errors.ProtocolError("compressed payload is truncated")
+            return out
+        except zlib.error as exc:
+            raise errors.ProtocolError(f"invalid compressed payload: {exc}") from None

@@ -1,0 +1,159 @@
+"""The frozen Registry: plugin classes by key, built once from the plugin manager.
+
+Only this module calls ``pm.hook``. Lookups are plain dict reads, so worker threads use a Registry
+without locks; a new Registry is built when the plugins change (:func:`invalidate`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from pyroplug.core.errors import PluginError
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from pyroplug.core.serializer import Serializer
+    from pyroplug.core.servertype import ServerType
+    from pyroplug.core.transport import Transport
+
+__all__ = ["EXTRAS", "Registry", "get_registry", "invalidate"]
+
+#: builtin plugins whose optional dependency comes with an extra: name -> extra
+EXTRAS: Mapping[str, str] = MappingProxyType({"dill": "dill", "msgpack": "msgpack"})
+
+_lock = threading.Lock()
+_current: Registry | None = None
+
+
+def _index(kind: str, key_attr: str, pairs: Iterable[tuple[object, type]]) -> dict[Any, type]:
+    table: dict[Any, type] = {}
+    for plugin, cls in pairs:
+        key = getattr(cls, key_attr, None)
+        if key is None:
+            raise PluginError(f"{kind} class {cls.__module__}.{cls.__qualname__} does not set '{key_attr}'")
+        other = table.get(key)
+        if other is not None and other is not cls:
+            raise PluginError(
+                f"duplicate {kind} {key_attr} {key!r}: {other.__module__}.{other.__qualname__} and "
+                f"{cls.__module__}.{cls.__qualname__}"
+            )
+        table[key] = cls
+    return table
+
+
+def _results(pm: pluggy.PluginManager, hookname: str) -> list[tuple[object, type]]:
+    """(plugin, class) for every class returned by every implementation of one hook."""
+    pairs = []
+    for impl in getattr(pm.hook, hookname).get_hookimpls():
+        for cls in impl.function() or ():
+            pairs.append((impl.plugin, cls))
+    return pairs
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Plugin classes by key. Build it with :meth:`build`; get the shared one with :func:`get_registry`."""
+
+    serializers: Mapping[str, type[Serializer]]
+    serializers_by_id: Mapping[int, type[Serializer]]
+    server_types: Mapping[str, type[ServerType]]
+    transports: Mapping[str, type[Transport]]
+    origins: Mapping[type, object]
+
+    @classmethod
+    def build(cls, pm: pluggy.PluginManager) -> Registry:
+        """Ask every plugin for its classes and index them, refusing duplicate keys loudly."""
+        ser = _results(pm, "pyroplug_serializers")
+        srv = _results(pm, "pyroplug_server_types")
+        trn = _results(pm, "pyroplug_transports")
+        for _plugin, klass in ser:
+            sid = getattr(klass, "serializer_id", None)
+            if not isinstance(sid, int) or not 0 < sid < 65536:
+                raise PluginError(f"serializer class {klass.__qualname__} has an invalid serializer_id {sid!r}")
+        return cls(
+            serializers=MappingProxyType(_index("serializer", "name", ser)),
+            serializers_by_id=MappingProxyType(_index("serializer", "serializer_id", ser)),
+            server_types=MappingProxyType(_index("server type", "name", srv)),
+            transports=MappingProxyType(_index("transport", "location_kind", trn)),
+            origins=MappingProxyType({k: p for p, k in ser + srv + trn}),
+        )
+
+    def serializer(self, name: str) -> type[Serializer]:
+        """The serializer class called ``name``; PluginError lists what is available."""
+        try:
+            return self.serializers[name]
+        except KeyError:
+            raise PluginError(self._missing("serializer", name, self.serializers)) from None
+
+    def serializer_by_id(self, serializer_id: int) -> type[Serializer]:
+        """The serializer class with wire id ``serializer_id``; PluginError when none is registered."""
+        try:
+            return self.serializers_by_id[serializer_id]
+        except KeyError:
+            known = ", ".join(f"{k}={v.name}" for k, v in sorted(self.serializers_by_id.items()))
+            raise PluginError(f"no serializer with id {serializer_id} (available: {known})") from None
+
+    def server_type(self, name: str) -> type[ServerType]:
+        """The server-type class called ``name`` (the SERVERTYPE value)."""
+        try:
+            return self.server_types[name]
+        except KeyError:
+            raise PluginError(self._missing("server type", name, self.server_types)) from None
+
+    def transport_for(self, location_kind: str) -> type[Transport]:
+        """The transport class for a location kind (``tcp``, ``u``, or a plugin's own)."""
+        try:
+            return self.transports[location_kind]
+        except KeyError:
+            raise PluginError(self._missing("transport for location kind", location_kind, self.transports)) from None
+
+    def provided_by(self, plugin: object) -> str:
+        """A readable summary of what one plugin object provides."""
+        parts = []
+        for kind, table, attr in (
+            ("serializer", self.serializers, "name"),
+            ("server type", self.server_types, "name"),
+            ("transport", self.transports, "location_kind"),
+        ):
+            names = sorted(
+                f"{getattr(c, attr)}" + (f" (id {c.serializer_id})" if kind == "serializer" else "")  # type: ignore[attr-defined]
+                for c in table.values()
+                if self.origins.get(c) is plugin
+            )
+            if names:
+                parts.append(f"{kind}s: " + ", ".join(names))
+        return "; ".join(parts)
+
+    @staticmethod
+    def _missing(kind: str, name: str, table: Mapping[str, Any]) -> str:
+        msg = f"unknown {kind} {name!r}; available: {', '.join(sorted(table)) or 'none'}"
+        extra = EXTRAS.get(name)
+        if extra:
+            msg += f". Install it with: pip install pyroplug[{extra}]"
+        return msg
+
+
+def get_registry() -> Registry:
+    """The Registry of the process-wide plugin manager, built on first use."""
+    global _current
+    reg = _current
+    if reg is None:
+        from pyroplug.core.plugins import get_plugin_manager
+
+        with _lock:
+            if _current is None:
+                _current = Registry.build(get_plugin_manager())
+            reg = _current
+    return reg
+
+
+def invalidate() -> None:
+    """Forget the cached Registry; the next :func:`get_registry` rebuilds it."""
+    global _current
+    with _lock:
+        _current = None

@@ -1,0 +1,319 @@
+"""The Serializer plugin contract, the Pyro4 class<->dict conversion registries and call-tuple helpers.
+
+Serializer plugins subclass :class:`Serializer`. Formats that cannot carry arbitrary objects (serpent,
+json, marshal, msgpack) turn them into dicts tagged ``"__class__"`` with :func:`class_to_dict` and back
+with :func:`dict_to_class`; these produce and accept exactly Pyro4 4.82's tags (``Pyro4.core.URI``,
+``Pyro4.core.Proxy``, ``Pyro4.errors.X``, ``Pyro4.futures._ExceptionWrapper`` ...).
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import threading
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pyroplug.core import errors
+
+if TYPE_CHECKING:
+    from pyroplug.core.config import Config
+
+__all__ = [
+    "WIRE_CLASSES",
+    "Serializer",
+    "class_to_dict",
+    "dict_to_class",
+    "make_exception",
+    "recreate_classes",
+    "register_class_to_dict",
+    "register_dict_to_class",
+    "unregister_class_to_dict",
+    "unregister_dict_to_class",
+    "wire_class",
+]
+
+#: a call as it travels: (object id, method name, positional args, keyword args or None)
+CallTuple = tuple[str, str, Any, Any]
+
+_registry_lock = threading.Lock()
+#: user converters: class -> function(obj) returning a dict (Pyro4's register_class_to_dict)
+_class_to_dict: dict[type, Callable[[Any], dict]] = {}
+#: user converters: class name -> function(classname, dict) returning an object
+_dict_to_class: dict[str, Callable[[str, dict], Any]] = {}
+#: kernel classes with a fixed wire tag (URI, Proxy, Daemon, _ExceptionWrapper): tag -> class
+WIRE_CLASSES: dict[str, type] = {}
+#: where a kernel wire class is defined, imported on first need
+_WIRE_MODULES = {
+    "Pyro4.core.URI": "pyroplug.core.uri",
+    "Pyro4.core.Proxy": "pyroplug.core.proxy",
+    "Pyro4.core.Daemon": "pyroplug.core.daemon",
+    "Pyro4.futures._ExceptionWrapper": "pyroplug.core.futures",
+}
+#: listeners told when the class_to_dict registry changes (serpent keeps its own class table)
+_class_listeners: list[Callable[[type, Callable[[Any], dict] | None], None]] = []
+
+
+def wire_class(tag: str) -> Callable[[type], type]:
+    """Class decorator for kernel classes that travel under a fixed Pyro4 tag.
+
+    The class provides ``_wire_state(self)`` (a list/tuple) and classmethod ``_from_wire_state(state)``.
+    """
+
+    def deco(cls: type) -> type:
+        cls.__pyro_wire_tag__ = tag  # type: ignore[attr-defined]
+        WIRE_CLASSES[tag] = cls
+        return cls
+
+    return deco
+
+
+def register_class_to_dict(clazz: type, converter: Callable[[Any], dict], serpent_too: bool = True) -> None:
+    """Serialize instances of ``clazz`` (and subclasses) as the dict ``converter(obj)`` returns."""
+    with _registry_lock:
+        _class_to_dict[clazz] = converter
+    if serpent_too:
+        for listener in _class_listeners:
+            listener(clazz, converter)
+
+
+def unregister_class_to_dict(clazz: type) -> None:
+    """Undo :func:`register_class_to_dict` for ``clazz``."""
+    with _registry_lock:
+        _class_to_dict.pop(clazz, None)
+    for listener in _class_listeners:
+        listener(clazz, None)
+
+
+def register_dict_to_class(classname: str, converter: Callable[[str, dict], Any]) -> None:
+    """Rebuild dicts tagged ``classname`` with ``converter(classname, dict)`` (not used by pickle)."""
+    with _registry_lock:
+        _dict_to_class[classname] = converter
+
+
+def unregister_dict_to_class(classname: str) -> None:
+    """Undo :func:`register_dict_to_class` for ``classname``."""
+    with _registry_lock:
+        _dict_to_class.pop(classname, None)
+
+
+def add_class_listener(listener: Callable[[type, Callable[[Any], dict] | None], None]) -> None:
+    """Be told of every class_to_dict (un)registration; serializers with their own class tables use it."""
+    _class_listeners.append(listener)
+    for clazz, conv in list(_class_to_dict.items()):
+        listener(clazz, conv)
+
+
+def qualified_name(cls: type) -> str:
+    """``module.Name`` as Pyro4 writes it; pyroplug's own errors travel as ``Pyro4.errors.Name``."""
+    module = cls.__module__
+    if module == "pyroplug.core.errors":
+        module = "Pyro4.errors"
+    return f"{module}.{cls.__name__}"
+
+
+def class_to_dict(obj: Any) -> dict:
+    """Convert an object the format cannot carry natively into a Pyro4 class dict.
+
+    Order: user converters, kernel wire classes, exceptions, ``__getstate__`` dicts, ``vars()``,
+    ``__slots__``. Raises SerializeError when nothing applies.
+    """
+    for clazz, conv in _class_to_dict.items():
+        if isinstance(obj, clazz):
+            return conv(obj)
+    tag = getattr(type(obj), "__pyro_wire_tag__", None)
+    if tag is not None:
+        return {"__class__": tag, "state": obj._wire_state()}
+    if type(obj) in (set, dict, tuple, list):
+        raise ValueError(f"can't serialize type {obj.__class__} into a dict")
+    if isinstance(obj, BaseException):
+        return {
+            "__class__": qualified_name(type(obj)),
+            "__exception__": True,
+            "args": obj.args,
+            "attributes": dict(vars(obj)),
+        }
+    getstate = getattr(type(obj), "__getstate__", None)
+    if getstate is not None and getstate is not _OBJECT_GETSTATE:
+        value = obj.__getstate__()
+        if isinstance(value, dict):
+            return value
+    try:
+        value = dict(vars(obj))
+    except TypeError:
+        slots = getattr(type(obj), "__slots__", None)
+        if slots is None:
+            raise errors.SerializeError(
+                f"don't know how to serialize class {obj.__class__}. Give it vars() or an appropriate __getstate__"
+            ) from None
+        value = {slot: getattr(obj, slot) for slot in ([slots] if isinstance(slots, str) else slots)}
+    value["__class__"] = f"{obj.__class__.__module__}.{obj.__class__.__name__}"
+    return value
+
+
+_OBJECT_GETSTATE = getattr(object, "__getstate__", None)  # Python 3.11+ default: not a custom state
+
+
+def make_exception(exctype: type[BaseException], data: dict) -> BaseException:
+    """Build an exception of ``exctype`` from a class dict: ``args`` plus the ``attributes`` set on it."""
+    args = data.get("args") or ()
+    ex = exctype(*args)
+    for attr, value in (data.get("attributes") or {}).items():
+        setattr(ex, attr, value)
+    return ex
+
+
+def _builtin_exception(name: str) -> type[BaseException] | None:
+    cls = getattr(builtins, name, None)
+    if isinstance(cls, type) and issubclass(cls, BaseException):
+        return cls
+    return None
+
+
+def dict_to_class(data: dict) -> Any:
+    """Rebuild an object from a Pyro4 class dict; only known tags are accepted.
+
+    Raises SecurityError for names containing ``__`` and SerializeError for unknown names.
+    """
+    classname = data.get("__class__", "<unknown>")
+    if isinstance(classname, bytes):
+        classname = classname.decode("utf-8", "replace")
+    if not isinstance(classname, str):
+        raise errors.SerializeError(f"invalid class tag: {classname!r}")
+    conv = _dict_to_class.get(classname)
+    if conv is not None:
+        return conv(classname, data)
+    if "__" in classname:
+        raise errors.SecurityError("refused to deserialize types with double underscores in their name: " + classname)
+    cls = WIRE_CLASSES.get(classname)
+    if cls is None and classname in _WIRE_MODULES:
+        importlib.import_module(_WIRE_MODULES[classname])
+        cls = WIRE_CLASSES.get(classname)
+    if cls is not None:
+        if classname == "Pyro4.futures._ExceptionWrapper":
+            exc = data.get("exception")
+            if isinstance(exc, dict) and "__class__" in exc:
+                exc = dict_to_class(exc)
+            return cls(exc)
+        return cls._from_wire_state(data.get("state", ()))  # type: ignore[attr-defined]
+    namespace, _, short = classname.partition(".")
+    if namespace in ("Pyro4", "pyroplug") and short.startswith("errors."):
+        errcls = errors.ERRORS_BY_NAME.get(short[len("errors."):])
+        if errcls is not None:
+            return make_exception(errcls, data)
+    elif data.get("__exception__", False):
+        exctype: type[BaseException] | None = None
+        if namespace in ("builtins", "exceptions"):
+            exctype = _builtin_exception(short)
+        elif namespace == "sqlite3" and short.endswith("Error"):
+            import sqlite3
+
+            candidate = getattr(sqlite3, short, None)
+            if isinstance(candidate, type) and issubclass(candidate, BaseException):
+                exctype = candidate
+        if exctype is not None:
+            return make_exception(exctype, data)
+    raise errors.SerializeError("unsupported serialized class: " + classname)
+
+
+def recreate_classes(value: Any) -> Any:
+    """Walk a decoded structure and rebuild every ``"__class__"``-tagged dict with :func:`dict_to_class`."""
+    t = type(value)
+    if t is dict:
+        if "__class__" in value:
+            return dict_to_class(value)
+        return {k: recreate_classes(v) for k, v in value.items()}
+    if t is list:
+        return [recreate_classes(v) for v in value]
+    if t is tuple:
+        return tuple(recreate_classes(v) for v in value)
+    if t is set:
+        return {recreate_classes(v) for v in value}
+    return value
+
+
+class Serializer(ABC):
+    """Base class of serializer plugins. Instances must be thread safe.
+
+    Subclasses set ``name`` and ``serializer_id`` and implement :meth:`dumps` and :meth:`loads`;
+    they override the call helpers when their wire form of a call is not the plain 4-tuple (json).
+    ``replace`` is an optional hook the daemon installs for autoproxy: it is applied to every object
+    the format cannot carry natively, before :func:`class_to_dict`.
+    """
+
+    name: ClassVar[str]
+    serializer_id: ClassVar[int]
+    #: False for formats that can run code on load (pickle, dill): never accepted by default
+    safe: ClassVar[bool] = True
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.replace: Callable[[Any], Any] | None = None
+
+    @abstractmethod
+    def dumps(self, data: Any) -> bytes:
+        """Serialize one value (a result, a handshake, an exception) to bytes."""
+
+    @abstractmethod
+    def loads(self, data: bytes | bytearray | memoryview) -> Any:
+        """Deserialize one value; bad input raises a pyroplug error, never anything else."""
+
+    def dumps_call(self, obj: str, method: str, vargs: Any, kwargs: Any) -> bytes:
+        """Serialize a call. The default is the 4-tuple ``(obj, method, vargs, kwargs)``."""
+        return self.dumps((obj, method, vargs, kwargs))
+
+    def loads_call(self, data: bytes | bytearray | memoryview) -> CallTuple:
+        """Deserialize a call back to ``(obj, method, vargs, kwargs)``; SerializeError on a bad shape."""
+        call = self.loads(data)
+        if type(call) not in (tuple, list) or len(call) != 4:
+            raise errors.SerializeError("invalid call message: not a 4-tuple")
+        return call[0], call[1], call[2], call[3]
+
+    def convert(self, obj: Any) -> Any:
+        """Fallback for objects the format cannot carry: the replace hook, then a class dict."""
+        if self.replace is not None:
+            replaced = self.replace(obj)
+            if replaced is not obj:
+                return replaced
+        return class_to_dict(obj)
+
+    # ---- Pyro4 spellings -------------------------------------------------------------
+    def dumpsCall(self, obj: str, method: str, vargs: Any, kwargs: Any) -> bytes:  # noqa: N802
+        return self.dumps_call(obj, method, vargs, kwargs)
+
+    def loadsCall(self, data: bytes) -> CallTuple:  # noqa: N802
+        return self.loads_call(data)
+
+    def serializeData(self, data: Any, compress: bool = False) -> tuple[bytes, bool]:  # noqa: N802
+        """Pyro4's API: (bytes, compressed?) with zlib under Pyro4's rule (>= 200 bytes and smaller)."""
+        return _maybe_compress(self.dumps(data), compress)
+
+    def deserializeData(self, data: bytes, compressed: bool = False) -> Any:  # noqa: N802
+        return self.loads(zlib.decompress(data) if compressed else data)
+
+    def serializeCall(self, obj: str, method: str, vargs: Any, kwargs: Any, compress: bool = False) -> tuple[bytes, bool]:  # noqa: N802
+        return _maybe_compress(self.dumps_call(obj, method, vargs, kwargs), compress)
+
+    def deserializeCall(self, data: bytes, compressed: bool = False) -> CallTuple:  # noqa: N802
+        return self.loads_call(zlib.decompress(data) if compressed else data)
+
+    register_class_to_dict = staticmethod(register_class_to_dict)
+    unregister_class_to_dict = staticmethod(unregister_class_to_dict)
+    register_dict_to_class = staticmethod(register_dict_to_class)
+    unregister_dict_to_class = staticmethod(unregister_dict_to_class)
+    class_to_dict = staticmethod(class_to_dict)
+    dict_to_class = staticmethod(dict_to_class)
+    make_exception = staticmethod(make_exception)
+    recreate_classes = staticmethod(recreate_classes)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} id={self.serializer_id}>"
+
+
+def _maybe_compress(data: bytes, compress: bool) -> tuple[bytes, bool]:
+    if not compress or len(data) < 200:
+        return data, False
+    packed = zlib.compress(data)
+    return (packed, True) if len(packed) < len(data) else (data, False)

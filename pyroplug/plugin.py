@@ -1,0 +1,44 @@
+"""What plugin authors import: the hookimpl marker, the plugin base classes, Config and PluginError."""
+
+from __future__ import annotations
+
+from pyroplug.core.config import Config
+from pyroplug.core.errors import PluginError
+from pyroplug.core.hookspec import NAME, hookimpl
+from pyroplug.core.protocol import Message, MessageReader
+from pyroplug.core.serializer import (
+    Serializer,
+    class_to_dict,
+    dict_to_class,
+    recreate_classes,
+)
+from pyroplug.core.servertype import RequestHandler, ServerType
+from pyroplug.core.transport import (
+    Connection,
+    Listener,
+    SocketConnection,
+    SocketListener,
+    Transport,
+    map_oserror,
+)
+
+__all__ = [
+    "NAME",
+    "Config",
+    "Connection",
+    "Listener",
+    "Message",
+    "MessageReader",
+    "PluginError",
+    "RequestHandler",
+    "Serializer",
+    "ServerType",
+    "SocketConnection",
+    "SocketListener",
+    "Transport",
+    "class_to_dict",
+    "dict_to_class",
+    "hookimpl",
+    "map_oserror",
+    "recreate_classes",
+]
