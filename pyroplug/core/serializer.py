@@ -125,6 +125,8 @@ def class_to_dict(obj: Any) -> dict:
             return conv(obj)
     tag = getattr(type(obj), "__pyro_wire_tag__", None)
     if tag is not None:
+        if tag == "Pyro4.futures._ExceptionWrapper":
+            return {"__class__": tag, "exception": class_to_dict(obj.exception)}
         return {"__class__": tag, "state": obj._wire_state()}
     if type(obj) in (set, dict, tuple, list):
         raise ValueError(f"can't serialize type {obj.__class__} into a dict")

@@ -1,0 +1,1 @@
+"""Builtin plugins, each registered exactly like a third-party entry point."""

@@ -1,0 +1,1 @@
+"""Builtin serializer plugins: serpent, json, marshal, pickle, dill, msgpack."""

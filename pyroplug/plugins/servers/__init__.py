@@ -1,0 +1,1 @@
+"""Builtin server-type plugins: thread and multiplex."""

@@ -1,0 +1,1 @@
+"""Conformance suites every plugin must pass, and test transports."""
