@@ -23,12 +23,12 @@ from pyroplug.core.transport import (
 )
 
 __all__ = [
-    "NAME",
     "Config",
     "Connection",
     "Listener",
     "Message",
     "MessageReader",
+    "NAME",
     "PluginError",
     "RequestHandler",
     "Serializer",

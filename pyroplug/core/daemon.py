@@ -1,0 +1,609 @@
+"""Daemon: hosts Pyro objects, performs the handshake and dispatches calls (the server side).
+
+Plugins are resolved once, in the constructor: the accepted serializers (by wire id), the transport
+for the bind address and the server type. The per-call path (:meth:`Daemon._invoke`) is dictionary
+lookups, one deserialize, the call, one serialize and one send.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from pyroplug.core import errors
+from pyroplug.core.config import Config, accepted_set
+from pyroplug.core.config import config as global_config
+from pyroplug.core.constants import DAEMON_NAME
+from pyroplug.core.context import current_context
+from pyroplug.core.daemonobject import DaemonObject, StreamTable
+from pyroplug.core.expose import is_private_attribute, members_of
+from pyroplug.core.futures import _ExceptionWrapper
+from pyroplug.core.protocol import (
+    FLAGS_BATCH,
+    FLAGS_EXCEPTION,
+    FLAGS_ITEMSTREAMRESULT,
+    FLAGS_KEEPSERIALIZED,
+    FLAGS_META_ON_CONNECT,
+    FLAGS_ONEWAY,
+    MSG_CONNECT,
+    MSG_CONNECTFAIL,
+    MSG_CONNECTOK,
+    MSG_INVOKE,
+    MSG_PING,
+    MSG_RESULT,
+    Message,
+    MessageReader,
+    encode_parts,
+)
+from pyroplug.core.registry import get_registry
+from pyroplug.core.serializer import wire_class
+from pyroplug.core.tracebacks import formatTraceback
+from pyroplug.core.uri import URI
+from pyroplug.core.workers import ElasticPool
+
+if TYPE_CHECKING:
+    from pyroplug.core.proxy import Proxy
+    from pyroplug.core.serializer import Serializer
+    from pyroplug.core.transport import Connection
+
+__all__ = ["Daemon", "DaemonObject"]
+
+log = logging.getLogger(__name__)
+
+_MARSHAL_ID = 3
+_LAZY_VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
+_NOT_STREAMS = frozenset([type(None), bool, int, float, str, bytes, list, tuple, dict, set])
+
+
+def _new_corr() -> bytes:
+    return os.urandom(16)
+
+
+@wire_class("Pyro4.core.Daemon")
+class Daemon:
+    """A Pyro daemon: binds a listener, hosts registered objects and serves their calls.
+
+    ``Daemon(host, port, unixsocket, nathost, natport, interface)`` as in Pyro4; binds to localhost by
+    default. Keyword-only extras: ``transport`` (a plugin transport's location kind) with ``address``,
+    and ``config`` (a Config to copy instead of the global one).
+    """
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int = 0,
+        unixsocket: str | None = None,
+        nathost: str | None = None,
+        natport: int | None = None,
+        interface: type[DaemonObject] = DaemonObject,
+        connected_socket: Any = None,
+        *,
+        transport: str | None = None,
+        address: str | None = None,
+        config: Config | None = None,
+    ) -> None:
+        cfg = (config or global_config).copy()
+        self.config = cfg
+        if connected_socket is not None:
+            raise errors.DaemonError("connected_socket daemons are not supported yet; use a listening daemon")
+        if host is None:
+            host = cfg.HOST
+        if nathost is None:
+            nathost = cfg.NATHOST
+        if natport is None and nathost is not None:
+            natport = cfg.NATPORT
+        if nathost and unixsocket:
+            raise ValueError("cannot use nathost together with unixsocket")
+        if (nathost is None) ^ (natport is None):
+            raise ValueError("must provide natport with nathost")
+        registry = get_registry()
+        self._serializers: dict[int, Serializer] = {}
+        for name in sorted(accepted_set(cfg.SERIALIZERS_ACCEPTED)):
+            ser = registry.serializer(name)(cfg)
+            ser.replace = _autoproxy
+            self._serializers[ser.serializer_id] = ser
+        self._fail_serializer = registry.serializer_by_id(_MARSHAL_ID)(cfg)
+        kind = transport or ("u" if unixsocket else "tcp")
+        self.transport = registry.transport_for(kind)(cfg)
+        self.listener = self.transport.listen(host, port, unixsocket or address)
+        self.locationStr: str = self.listener.location
+        if natport == 0:
+            natport = self.listener.port
+        self.natLocationStr: str | None = None
+        if nathost:
+            self.natLocationStr = f"[{nathost}]:{natport}" if ":" in nathost else f"{nathost}:{natport}"
+        self.objectsById: dict[str, Any] = {}
+        daemon_object = interface(self)
+        daemon_object._pyroId = DAEMON_NAME  # type: ignore[attr-defined]
+        self.objectsById[DAEMON_NAME] = daemon_object
+        self._pyroInstances: dict[type, Any] = {}
+        self._instance_lock = threading.Lock()
+        self.streams = StreamTable(cfg.ITER_STREAM_LIFETIME, cfg.ITER_STREAM_LINGER)
+        self.__hmac_key: bytes | None = None
+        self._custom_annotations = type(self).annotations is not Daemon.annotations
+        self._oneway_pool = ElasticPool("oneway-call") if cfg.ONEWAY_THREADED else None
+        self._shutdown_requested = threading.Event()
+        self._closed = False
+        self.transportServer = registry.server_type(cfg.SERVERTYPE)(cfg)
+        self.transportServer.init(self, self.listener)
+        log.debug("daemon created on %s (%s server)", self.locationStr, cfg.SERVERTYPE)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def _pyroHmacKey(self) -> bytes | None:  # noqa: N802 - Pyro4 API
+        return self.__hmac_key
+
+    @_pyroHmacKey.setter
+    def _pyroHmacKey(self, value: bytes | str | None) -> None:  # noqa: N802
+        self.__hmac_key = value.encode("utf-8") if isinstance(value, str) else value
+
+    @property
+    def sock(self) -> Any:
+        """The listening socket."""
+        return self.listener.sock
+
+    @property
+    def sockets(self) -> list[Any]:
+        """The sockets a foreign event loop should wait on."""
+        return self.transportServer.sockets
+
+    @property
+    def selector(self) -> Any:
+        """The multiplex server's selector (multiplex only)."""
+        return getattr(self.transportServer, "selector", None)
+
+    @property
+    def streaming_responses(self) -> dict[str, list[Any]]:
+        """Open item streams (Pyro4's name)."""
+        return self.streams.entries
+
+    # ------------------------------------------------------------------ registration
+    def register(self, obj_or_class: Any, objectId: str | None = None, force: bool = False) -> URI:  # noqa: N803
+        """Register an object or a class (instances made per its instance mode); returns its URI."""
+        if objectId:
+            if not isinstance(objectId, str):
+                raise TypeError("objectId must be a string or None")
+        else:
+            objectId = "obj_" + os.urandom(16).hex()
+        if inspect.isclass(obj_or_class) and not hasattr(obj_or_class, "_pyroInstancing"):
+            obj_or_class._pyroInstancing = ("session", None)
+        if not force:
+            if getattr(obj_or_class, "_pyroId", ""):
+                raise errors.DaemonError("object or class already has a Pyro id")
+            if objectId in self.objectsById:
+                raise errors.DaemonError("an object or class is already registered with that id")
+        try:
+            obj_or_class._pyroId = objectId
+            obj_or_class._pyroDaemon = self
+        except (AttributeError, TypeError):
+            raise errors.DaemonError(
+                f"cannot register {type(obj_or_class).__name__} objects: they don't accept the _pyroId and "
+                "_pyroDaemon attributes (builtin types and __slots__ classes without them)"
+            ) from None
+        self.objectsById[objectId] = obj_or_class
+        return self.uriFor(objectId)
+
+    def unregister(self, objectOrId: Any) -> None:  # noqa: N803
+        """Remove an object (or the object with this id) from the daemon."""
+        if objectOrId is None:
+            raise ValueError("object or objectid argument expected")
+        if isinstance(objectOrId, str):
+            object_id, obj = objectOrId, None
+        else:
+            object_id, obj = getattr(objectOrId, "_pyroId", None), objectOrId
+            if object_id is None:
+                raise errors.DaemonError("object isn't registered")
+        if object_id == DAEMON_NAME:
+            return
+        registered = self.objectsById.pop(object_id, None)
+        target = obj if obj is not None else registered
+        if target is not None:
+            for attr in ("_pyroId", "_pyroDaemon"):
+                try:
+                    delattr(target, attr)
+                except AttributeError:
+                    pass
+
+    def uriFor(self, objectOrId: Any, nat: bool = True) -> URI:  # noqa: N802, N803
+        """The URI of a registered object (or of any id string) at this daemon's (NAT) location."""
+        if not isinstance(objectOrId, str):
+            objectOrId = getattr(objectOrId, "_pyroId", None)
+            if objectOrId is None or objectOrId not in self.objectsById:
+                raise errors.DaemonError("object isn't registered in this daemon")
+        loc = (self.natLocationStr or self.locationStr) if nat else self.locationStr
+        return URI(f"PYRO:{objectOrId}@{loc}")
+
+    def proxyFor(self, objectOrId: Any, nat: bool = True) -> Proxy:  # noqa: N802, N803
+        """A Proxy for a registered object, with its metadata already filled in."""
+        from pyroplug.core.proxy import Proxy
+
+        uri = self.uriFor(objectOrId, nat)
+        try:
+            registered = self.objectsById[uri.object]
+        except KeyError:
+            raise errors.DaemonError("object isn't registered in this daemon") from None
+        proxy = Proxy(uri)
+        proxy._pyroGetMetadata(known_metadata=members_of(registered, self.config.REQUIRE_EXPOSE).as_dict())
+        return proxy
+
+    def resetMetadataCache(self, objectOrId: Any, nat: bool = True) -> None:  # noqa: N802, N803
+        """Forget the cached exposed members of a registered object's class."""
+        from pyroplug.core.expose import reset_exposed_members
+
+        uri = self.uriFor(objectOrId, nat)
+        registered = self.objectsById.get(uri.object)
+        if registered is not None:
+            reset_exposed_members(registered)
+
+    # ------------------------------------------------------------------ loop control
+    def requestLoop(self, loopCondition: Callable[[], bool] = lambda: True) -> None:  # noqa: N802, N803
+        """Serve requests until :meth:`shutdown` or until ``loopCondition()`` returns False."""
+        if self._closed:
+            raise errors.PyroError("daemon is closed")
+        self._shutdown_requested.clear()
+        self.transportServer.loop(lambda: not self._shutdown_requested.is_set() and loopCondition())
+        if self._shutdown_requested.is_set():
+            self.close()
+
+    def events(self, eventsockets: Any) -> None:
+        """Process the given ready sockets once (for foreign event loops)."""
+        self.transportServer.events(eventsockets)
+
+    def shutdown(self) -> None:
+        """Stop the request loop (from any thread); the loop then closes the daemon."""
+        self._shutdown_requested.set()
+        self.transportServer.shutdown()
+
+    def close(self) -> None:
+        """Close the listener and every connection, and release resources."""
+        if self._closed:
+            return
+        self._closed = True
+        self._shutdown_requested.set()
+        self.streams.clear()
+        self.transportServer.close()
+        if self._oneway_pool is not None:
+            self._oneway_pool.close()
+        self.listener.close()
+
+    def __enter__(self) -> Daemon:
+        if self._closed:
+            raise errors.PyroError("cannot reuse this object")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def combine(self, daemon: Daemon) -> None:
+        """Serve another daemon's connections from this daemon's loop (multiplex only)."""
+        combine = getattr(self.transportServer, "combine_loop", None)
+        if combine is None:
+            raise errors.PyroError("combining daemons needs the multiplex server type")
+        combine(daemon.transportServer)
+
+    # ------------------------------------------------------------------ override hooks
+    def validateHandshake(self, conn: Connection, data: Any) -> Any:  # noqa: N802
+        """Override to check a connecting client; return the handshake reply or raise to refuse."""
+        return "hello"
+
+    def clientDisconnect(self, conn: Connection) -> None:  # noqa: N802
+        """Override to act when a client connection closes."""
+
+    def housekeeping(self) -> None:
+        """Override for periodic work; runs about every POLLTIMEOUT seconds."""
+
+    def annotations(self) -> dict[str, bytes]:
+        """Override to add annotations (4-letter keys) to every response."""
+        return {}
+
+    # ------------------------------------------------------------------ RequestHandler
+    def connection_opened(self, conn: Connection) -> None:
+        """Give a new connection its reader (message size limit, hmac key)."""
+        conn.reader = MessageReader(self.config.MAX_MESSAGE_SIZE, self.__hmac_key)
+        conn.handshaked = False
+        conn.peer_address = conn.peer  # type: ignore[attr-defined]
+
+    def connection_closed(self, conn: Connection) -> None:
+        """Drop the connection's session instances, close its tracked resources, start stream lingering."""
+        conn.pyroInstances.clear()
+        for resource in list(conn.tracked_resources):
+            try:
+                resource.close()
+            except Exception:  # one failing resource must not keep the others open
+                log.exception("error closing tracked resource %r", resource)
+        conn.tracked_resources.clear()
+        self.streams.client_gone(conn)
+        self.clientDisconnect(conn)
+
+    def handle_message(self, conn: Connection, msg: Message) -> None:
+        """Process one message from a connection and send its reply, if any."""
+        if conn.handshaked:
+            if msg.type == MSG_INVOKE:
+                self._invoke(conn, msg)
+            elif msg.type == MSG_PING:
+                ann = self._reply_annotations(msg.annotations.get("CORR") or _new_corr())
+                conn.send_parts(*encode_parts(MSG_PING, b"pong", msg.serializer_id, 0, msg.seq, ann, self.__hmac_key))
+            else:
+                raise errors.ProtocolError(f"invalid msg type {msg.type} received")
+        elif msg.type == MSG_CONNECT:
+            self._handshake(conn, msg)
+        else:
+            raise errors.ProtocolError(f"invalid msg type {msg.type} received before the handshake")
+
+    def _housekeeping(self) -> None:
+        self.streams.expire()
+        self.housekeeping()
+
+    # ------------------------------------------------------------------ internals
+    def _reply_annotations(self, corr: bytes | None) -> dict[str, bytes]:
+        ann = current_context.response_annotations
+        if ann:
+            ann = dict(ann)
+            current_context.response_annotations = {}
+        else:
+            ann = {}
+        if corr:
+            ann["CORR"] = corr
+        if self._custom_annotations:
+            ann.update(self.annotations())
+        return ann
+
+    def _handshake(self, conn: Connection, msg: Message) -> None:
+        ser = self._serializers.get(msg.serializer_id)
+        corr = msg.annotations.get("CORR") or _new_corr()
+        ctx = current_context
+        ctx.client, ctx.client_sock_addr = conn, getattr(conn, "peer_address", None)
+        ctx.correlation_id_bytes = corr
+        try:
+            if ser is None:
+                raise errors.SerializeError(f"message used serializer that is not accepted: {msg.serializer_id}")
+            data = ser.loads(msg.data)
+            if not isinstance(data, dict) or "handshake" not in data:
+                raise errors.ProtocolError("invalid handshake data")
+            response = self.validateHandshake(conn, data["handshake"])
+            flags = 0
+            if msg.flags & FLAGS_META_ON_CONNECT:
+                flags = FLAGS_META_ON_CONNECT
+                meta = self.objectsById[DAEMON_NAME].get_metadata(data.get("object"), as_lists=True)
+                response = {"handshake": response, "meta": meta}
+            payload = ser.dumps(response)
+            ann = self._reply_annotations(corr)
+            reply_type, sid = MSG_CONNECTOK, msg.serializer_id
+        except Exception as exc:
+            log.debug("handshake refused: %s", exc)
+            fail = ser if ser is not None else self._fail_serializer
+            payload, flags, reply_type, sid = fail.dumps(str(exc)), 0, MSG_CONNECTFAIL, fail.serializer_id
+            ann = self._reply_annotations(None if ser is None else corr)
+        conn.send_parts(*encode_parts(reply_type, payload, sid, flags, msg.seq, ann, self.__hmac_key, self.config.COMPRESSION))
+        if reply_type == MSG_CONNECTFAIL:
+            raise errors.ConnectionClosedError("handshake refused")
+        conn.handshaked = True
+
+    def _get_instance(self, clazz: type, conn: Connection) -> Any:
+        mode, creator = getattr(clazz, "_pyroInstancing", ("session", None))
+        if mode == "session":
+            instance = conn.pyroInstances.get(clazz)
+            if instance is None:
+                instance = conn.pyroInstances[clazz] = _create_instance(clazz, creator)
+            return instance
+        if mode == "single":
+            instance = self._pyroInstances.get(clazz)
+            if instance is None:
+                with self._instance_lock:
+                    instance = self._pyroInstances.get(clazz)
+                    if instance is None:
+                        instance = self._pyroInstances[clazz] = _create_instance(clazz, creator)
+            return instance
+        if mode == "percall":
+            return _create_instance(clazz, creator)
+        raise errors.DaemonError("invalid instancemode in registered class")
+
+    def _invoke(self, conn: Connection, msg: Message) -> None:
+        flags = msg.flags
+        seq = msg.seq
+        ser = self._serializers.get(msg.serializer_id)
+        if ser is None:
+            raise errors.ProtocolError(f"message used serializer that is not accepted: {msg.serializer_id}")
+        ctx = current_context
+        corr = msg.annotations.get("CORR") or _new_corr()
+        is_callback = False
+        try:
+            if flags & FLAGS_KEEPSERIALIZED:
+                from pyroplug.core.blob import blob_call
+
+                object_id, method, vargs, kwargs = blob_call(msg)
+            else:
+                object_id, method, vargs, kwargs = ser.loads_call(msg.data)
+            ctx.client = conn
+            ctx.client_sock_addr = getattr(conn, "peer_address", None)
+            ctx.seq = seq
+            ctx.annotations = msg.annotations
+            ctx.msg_flags = flags
+            ctx.serializer_id = msg.serializer_id
+            ctx.correlation_id_bytes = corr
+            obj = self.objectsById.get(object_id)
+            if obj is None:
+                raise errors.DaemonError("unknown object")
+            if isinstance(obj, type):
+                obj = self._get_instance(obj, conn)
+            members = members_of(obj, self.config.REQUIRE_EXPOSE)
+            reply_flags = 0
+            if flags & FLAGS_BATCH:
+                data: Any = self._run_batch(obj, members, vargs)
+                reply_flags = FLAGS_BATCH
+            elif method == "__getattr__":
+                data = _get_property(obj, members, vargs)
+            elif method == "__setattr__":
+                data = _set_property(obj, members, vargs)
+            else:
+                func = _resolve(obj, members, method)
+                if kwargs is None:
+                    kwargs = {}
+                if flags & FLAGS_ONEWAY and self._oneway_pool is not None:
+                    self._oneway_pool.submit(_run_oneway, func, vargs, kwargs, ctx.to_global())
+                    return
+                is_callback = method in members.callbacks
+                data = func(*vargs, **kwargs)
+                if type(data) not in _NOT_STREAMS and not flags & FLAGS_ONEWAY:
+                    if self._maybe_stream(conn, ser, seq, data):
+                        return
+            if flags & FLAGS_ONEWAY:
+                return
+            payload = ser.dumps(data)
+            ann = self._reply_annotations(corr)
+            conn.send_parts(
+                *encode_parts(MSG_RESULT, payload, ser.serializer_id, reply_flags, seq, ann, self.__hmac_key,
+                              self.config.COMPRESSION, self.config.MAX_MESSAGE_SIZE)
+            )
+        except Exception as exc:
+            if isinstance(exc, errors.ConnectionClosedError):
+                raise
+            if not flags & FLAGS_ONEWAY and (isinstance(exc, errors.SerializeError) or not isinstance(exc, errors.CommunicationError)):
+                log.debug("exception in remote call: %r", exc)
+                tb = formatTraceback(detailed=self.config.DETAILED_TRACEBACK)
+                self._send_exception(conn, seq, ser, exc, tb)
+            elif flags & FLAGS_ONEWAY:
+                log.warning("exception in oneway call: %r", exc)
+            if is_callback or isinstance(exc, (errors.CommunicationError, errors.SecurityError)):
+                raise
+
+    def _maybe_stream(self, conn: Connection, ser: Serializer, seq: int, data: Any) -> bool:
+        if isinstance(data, _LAZY_VIEWS):
+            raise errors.PyroError("won't serialize or stream lazy dict iterators, convert to list yourself")
+        if not (isinstance(data, Iterator) or inspect.isgenerator(data)):
+            return False
+        exc = errors.ProtocolError("result of call is an iterator")
+        ann = {}
+        if self.config.ITER_STREAMING:
+            ann["STRM"] = self.streams.open(data, conn).encode()
+        self._send_exception(conn, seq, ser, exc, None, FLAGS_ITEMSTREAMRESULT, ann)
+        return True
+
+    def _run_batch(self, obj: Any, members: Any, calls: Any) -> list[Any]:
+        results: list[Any] = []
+        for method, vargs, kwargs in calls:
+            func = _resolve(obj, members, method)
+            try:
+                results.append(func(*vargs, **(kwargs or {})))
+            except Exception as exc:
+                exc._pyroTraceback = formatTraceback(detailed=self.config.DETAILED_TRACEBACK)  # type: ignore[attr-defined]
+                results.append(_ExceptionWrapper(exc))
+                break
+        return results
+
+    def _send_exception(
+        self, conn: Connection, seq: int, ser: Serializer, exc: BaseException, tb: list[str] | None,
+        flags: int = 0, annotations: dict[str, bytes] | None = None,
+    ) -> None:
+        exc._pyroTraceback = tb  # type: ignore[attr-defined]
+        try:
+            payload = ser.dumps(exc)
+        except Exception as problem:
+            substitute = errors.PyroError(
+                f"Error serializing exception: {problem}. Original exception: {type(exc)}: {exc}"
+            )
+            substitute._pyroTraceback = tb  # type: ignore[attr-defined]
+            payload = ser.dumps(substitute)
+        ann = dict(annotations or {})
+        current_context.response_annotations = {}
+        if self._custom_annotations:
+            ann.update(self.annotations())
+        conn.send_parts(
+            *encode_parts(MSG_RESULT, payload, ser.serializer_id, flags | FLAGS_EXCEPTION, seq, ann, self.__hmac_key,
+                          self.config.COMPRESSION)
+        )
+
+    # ------------------------------------------------------------------ wire form
+    def _wire_state(self) -> tuple:
+        return ()
+
+    @classmethod
+    def _from_wire_state(cls, state: Any) -> Daemon:
+        return cls.__new__(cls)
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        loc = getattr(self, "locationStr", None)
+        if loc is None:
+            return f"<pyroplug.Daemon at {id(self):#x}; unusable>"
+        return f"<pyroplug.Daemon at {id(self):#x}; {loc}; {len(self.objectsById)} objects>"
+
+    @staticmethod
+    def serveSimple(  # noqa: N802
+        objects: dict[Any, str | None],
+        host: str | None = None,
+        port: int = 0,
+        daemon: Daemon | None = None,
+        ns: bool = True,
+        verbose: bool = True,
+    ) -> None:
+        """Register ``objects`` (object or class -> name or None) and run the request loop.
+
+        With ``ns=True`` named objects are also registered in the name server found by ``locateNS``;
+        otherwise the names are used as object ids.
+        """
+        from pyroplug.core.servesimple import serve_simple
+
+        serve_simple(objects, host, port, daemon, ns, verbose)
+
+
+def _create_instance(clazz: type, creator: Callable[[type], Any] | None) -> Any:
+    if creator is None:
+        return clazz()
+    obj = creator(clazz)
+    if not isinstance(obj, clazz):
+        raise TypeError("instance creator returned object of different type")
+    return obj
+
+
+def _resolve(obj: Any, members: Any, method: Any) -> Any:
+    if type(method) is str and method in members.methods:
+        return getattr(obj, method)
+    if not isinstance(method, str) or is_private_attribute(method):
+        raise AttributeError(f"attempt to access private attribute '{method}'")
+    if "." in method:
+        raise AttributeError(f"dotted names are not resolved: '{method}'")
+    if hasattr(type(obj), method):
+        raise AttributeError(f"attempt to access unexposed attribute '{method}'")
+    raise AttributeError(f"remote object '{type(obj).__name__}' has no exposed attribute or method '{method}'")
+
+
+def _get_property(obj: Any, members: Any, vargs: Any) -> Any:
+    name = vargs[0] if vargs else None
+    if isinstance(name, str) and name in members.attrs:
+        return getattr(obj, name)
+    raise AttributeError(f"attempt to access unexposed or unknown remote attribute '{name}'")
+
+
+def _set_property(obj: Any, members: Any, vargs: Any) -> None:
+    name = vargs[0] if vargs else None
+    if isinstance(name, str) and name in members.writable and len(vargs) == 2:
+        setattr(obj, name, vargs[1])
+        return None
+    raise AttributeError(f"attempt to access unexposed or unknown remote attribute '{name}'")
+
+
+def _run_oneway(func: Callable[..., Any], vargs: Any, kwargs: dict[str, Any], context: dict[str, Any]) -> None:
+    current_context.from_global(context)
+    try:
+        func(*vargs, **kwargs)
+    except Exception:
+        log.warning("exception in oneway call %s", getattr(func, "__name__", func), exc_info=sys.exc_info())
+
+
+def _autoproxy(obj: Any) -> Any:
+    """Serializer replace hook: a registered object of an AUTOPROXY daemon travels as a proxy."""
+    daemon = getattr(obj, "_pyroDaemon", None)
+    if isinstance(daemon, Daemon) and not daemon._closed and daemon.config.AUTOPROXY and not isinstance(obj, type):
+        return daemon.proxyFor(obj)
+    return obj

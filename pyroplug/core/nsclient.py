@@ -1,0 +1,120 @@
+"""The name-server client: locateNS() (direct, then UDP broadcast) and resolve() of PYRONAME/PYROMETA URIs."""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+from typing import TYPE_CHECKING
+
+from pyroplug.core import errors
+from pyroplug.core.config import config
+from pyroplug.core.constants import NAMESERVER_NAME
+from pyroplug.core.uri import URI
+
+if TYPE_CHECKING:
+    from pyroplug.core.proxy import Proxy
+
+__all__ = ["broadcast_locate", "locateNS", "resolve"]
+
+log = logging.getLogger(__name__)
+
+BROADCAST_REQUEST = b"GET_NSURI"
+BROADCAST_TIMEOUT = 0.7
+BROADCAST_ATTEMPTS = 3
+
+
+def _bound_proxy(uri: str | URI, hmac_key: bytes | str | None) -> Proxy:
+    from pyroplug.core.proxy import Proxy
+
+    proxy = Proxy(uri)
+    proxy._pyroHmacKey = hmac_key
+    proxy._pyroBind()
+    return proxy
+
+
+def _location(host: str, port: int) -> str:
+    if URI.isUnixsockLocation(host):
+        return host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def broadcast_locate(port: int | None = None, timeout: float = BROADCAST_TIMEOUT, attempts: int = BROADCAST_ATTEMPTS) -> str | None:
+    """Ask name servers on the local network for their URI (UDP ``GET_NSURI``); the URI text or None."""
+    port = port or config.NS_BCPORT
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        if config.SOCK_REUSE:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.settimeout(timeout)
+        for _ in range(attempts):
+            for addr in config.parseAddressesString(config.BROADCAST_ADDRS):
+                try:
+                    sock.sendto(BROADCAST_REQUEST, (addr, port))
+                except OSError:
+                    continue  # an address this host cannot send to (no broadcast route, ...)
+            try:
+                data, _ = sock.recvfrom(100)
+            except (socket.timeout, OSError):
+                continue
+            return data.decode("iso-8859-1")
+        return None
+    finally:
+        sock.close()
+
+
+def locateNS(  # noqa: N802 - Pyro4 API
+    host: str | None = None, port: int | None = None, broadcast: bool = True, hmac_key: bytes | str | None = None
+) -> Proxy:
+    """A bound proxy for a name server: at ``host``/``port`` if given, else by Pyro4's search order.
+
+    Without a host: NS_HOST directly when it is a loopback name, then a UDP broadcast (unless
+    disabled or PREFER_IP_VERSION=6), then NS_HOST:NS_PORT. NamingError when nothing answers.
+    """
+    if host is None:
+        ns_host = config.NS_HOST
+        if ns_host in ("localhost", "::1") or ns_host.startswith("127."):
+            for candidate in (ns_host,):
+                try:
+                    return _bound_proxy(f"PYRO:{NAMESERVER_NAME}@{_location(candidate, port or config.NS_PORT)}", hmac_key)
+                except errors.PyroError:
+                    pass
+        if broadcast and config.PREFER_IP_VERSION != 6:
+            found = broadcast_locate(port)
+            if found:
+                log.debug("located NS by broadcast: %s", found)
+                from pyroplug.core.proxy import Proxy
+
+                proxy = Proxy(found)
+                proxy._pyroHmacKey = hmac_key
+                return proxy
+        host, port = ns_host, config.NS_PORT
+    uri = URI(f"PYRO:{NAMESERVER_NAME}@{_location(host, port or config.NS_PORT)}")
+    try:
+        return _bound_proxy(uri, hmac_key)
+    except errors.PyroError as exc:
+        raise errors.NamingError("Failed to locate the nameserver") from exc
+
+
+def resolve(uri: str | URI, hmac_key: bytes | str | None = None) -> URI:
+    """Turn a PYRONAME or PYROMETA URI into a PYRO URI by asking the name server (PYRO: unchanged)."""
+    if isinstance(uri, str):
+        uri = URI(uri)
+    elif not isinstance(uri, URI):
+        raise TypeError("can only resolve Pyro URIs")
+    if uri.protocol == "PYRO":
+        return uri
+    ns = locateNS(uri.location if uri.sockname else uri.host, uri.port, hmac_key=hmac_key)
+    with ns:
+        if uri.protocol == "PYRONAME":
+            found = ns.lookup(uri.object)
+            return found if isinstance(found, URI) else URI(found)
+        if uri.protocol == "PYROMETA":
+            candidates = ns.list(metadata_all=uri.object)
+            if not candidates:
+                raise errors.NamingError(f"no registrations available with desired metadata properties {uri.object}")
+            return URI(random.choice(list(candidates.values())))
+    raise errors.PyroError("invalid uri protocol")

@@ -1,0 +1,482 @@
+"""Proxy: the client-side stand-in for a remote object.
+
+The serializer and transport are resolved once, when the proxy connects; a call is then one
+serialize, one framed send and one buffered receive, under a lock that keeps send and receive
+atomic so one proxy may be shared between threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from pyroplug.core import errors
+from pyroplug.core.blob import SerializedBlob, blob_annotation
+from pyroplug.core.config import Config
+from pyroplug.core.config import config as global_config
+from pyroplug.core.constants import DAEMON_NAME
+from pyroplug.core.context import current_context
+from pyroplug.core.expose import PRIVATE_DUNDERS
+from pyroplug.core.protocol import (
+    FLAGS_BATCH,
+    FLAGS_EXCEPTION,
+    FLAGS_ITEMSTREAMRESULT,
+    FLAGS_KEEPSERIALIZED,
+    FLAGS_META_ON_CONNECT,
+    FLAGS_ONEWAY,
+    MSG_CONNECT,
+    MSG_CONNECTFAIL,
+    MSG_CONNECTOK,
+    MSG_INVOKE,
+    MSG_RESULT,
+    MessageReader,
+    encode_parts,
+)
+from pyroplug.core.registry import get_registry
+from pyroplug.core.serializer import wire_class
+from pyroplug.core.uri import URI
+
+if TYPE_CHECKING:
+    from pyroplug.core.serializer import Serializer
+    from pyroplug.core.transport import Connection
+
+__all__ = ["Proxy"]
+
+log = logging.getLogger(__name__)
+
+#: attribute names that live on the proxy itself, never forwarded to the remote object
+_LOCAL = frozenset(
+    """__getnewargs__ __getnewargs_ex__ __getinitargs__ _pyroConnection _pyroUri _pyroOneway _pyroMethods
+    _pyroAttrs _pyroTimeout _pyroSeq _pyroHmacKey _pyroRawWireResponse _pyroHandshake _pyroMaxRetries
+    _pyroSerializer _pyroConfig _async _hmac _timeout _lock _ser _object_id _async_pool""".split()
+)
+_RETRYABLE = (errors.ConnectionClosedError, errors.TimeoutError)
+
+
+class _RemoteMethod:
+    """A bound remote method: calling it performs the remote call (with MAX_RETRIES retries)."""
+
+    __slots__ = ("_proxy", "_name")
+
+    def __init__(self, proxy: Proxy, name: str) -> None:
+        self._proxy = proxy
+        self._name = name
+
+    def __getattr__(self, name: str) -> _RemoteMethod:
+        return _RemoteMethod(self._proxy, f"{self._name}.{name}")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        proxy = self._proxy
+        retries = proxy._pyroMaxRetries
+        attempt = 0
+        while True:
+            try:
+                return proxy._pyroInvoke(self._name, args, kwargs)
+            except _RETRYABLE:
+                attempt += 1
+                if attempt > retries:
+                    raise
+
+    def __repr__(self) -> str:
+        return f"<remote method {self._name!r} of {self._proxy._pyroUri}>"
+
+
+@wire_class("Pyro4.core.Proxy")
+class Proxy:
+    """A proxy for the remote object at ``uri`` (a URI or its text: PYRO:, PYRONAME: or PYROMETA:).
+
+    Remote methods and exposed properties are used as if local. The connection is made on first use
+    (or by :meth:`_pyroBind`) and kept until :meth:`_pyroRelease` or the end of a ``with`` block.
+    """
+
+    def __init__(self, uri: str | URI, connected_socket: Any = None, *, config: Config | None = None) -> None:
+        if connected_socket is not None:
+            raise errors.PyroError("connected_socket proxies are not supported yet")
+        if isinstance(uri, str):
+            uri = URI(uri)
+        elif not isinstance(uri, URI):
+            raise TypeError("expected Pyro URI")
+        cfg = (config or global_config).copy()
+        setattr_ = object.__setattr__
+        setattr_(self, "_pyroConfig", cfg)
+        setattr_(self, "_pyroUri", uri)
+        setattr_(self, "_pyroConnection", None)
+        setattr_(self, "_pyroSerializer", None)
+        setattr_(self, "_pyroMethods", set())
+        setattr_(self, "_pyroAttrs", set())
+        setattr_(self, "_pyroOneway", set())
+        setattr_(self, "_pyroSeq", 0)
+        setattr_(self, "_pyroRawWireResponse", False)
+        setattr_(self, "_pyroHandshake", "hello")
+        setattr_(self, "_pyroMaxRetries", cfg.MAX_RETRIES)
+        setattr_(self, "_hmac", None)
+        setattr_(self, "_timeout", cfg.COMMTIMEOUT)
+        setattr_(self, "_lock", threading.RLock())
+        setattr_(self, "_async", False)
+        setattr_(self, "_ser", None)
+        setattr_(self, "_object_id", None)
+        get_registry().serializer(cfg.SERIALIZER)  # fail early on an unknown serializer
+
+    # ------------------------------------------------------------------ attributes
+    def __getattr__(self, name: str) -> Any:
+        if name in _LOCAL or name in PRIVATE_DUNDERS:
+            raise AttributeError(name)
+        metadata = self._pyroConfig.METADATA
+        if metadata and not self._pyroMethods and not self._pyroAttrs:
+            self._pyroGetMetadata()
+        if name in self._pyroAttrs:
+            return self._pyroInvoke("__getattr__", (name,), None)
+        if metadata and name not in self._pyroMethods:
+            raise AttributeError(f"remote object '{self._pyroUri}' has no exposed attribute or method '{name}'")
+        if self._async:
+            from pyroplug.core.asyncproxy import AsyncRemoteMethod
+
+            return AsyncRemoteMethod(self, name)
+        method = _RemoteMethod(self, name)
+        self.__dict__[name] = method  # cached: later lookups skip __getattr__
+        return method
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _LOCAL:
+            object.__setattr__(self, name, value)
+            return
+        metadata = self._pyroConfig.METADATA
+        if metadata and not self._pyroMethods and not self._pyroAttrs:
+            self._pyroGetMetadata()
+        if name in self._pyroAttrs:
+            self._pyroInvoke("__setattr__", (name, value), None)
+            return
+        if metadata:
+            raise AttributeError(f"remote object '{self._pyroUri}' has no exposed attribute '{name}'")
+        object.__setattr__(self, name, value)
+
+    @property
+    def _pyroTimeout(self) -> float | None:  # noqa: N802 - Pyro4 API
+        """Timeout in seconds for connecting and for calls (None or 0: wait forever)."""
+        return self._timeout
+
+    @_pyroTimeout.setter
+    def _pyroTimeout(self, value: float | None) -> None:  # noqa: N802
+        object.__setattr__(self, "_timeout", value)
+        if self._pyroConnection is not None:
+            self._pyroConnection.settimeout(value)
+
+    @property
+    def _pyroHmacKey(self) -> bytes | None:  # noqa: N802 - Pyro4 API
+        """The HMAC key this proxy signs and checks messages with (a str is encoded as UTF-8)."""
+        return self._hmac
+
+    @_pyroHmacKey.setter
+    def _pyroHmacKey(self, value: bytes | str | None) -> None:  # noqa: N802
+        object.__setattr__(self, "_hmac", value.encode("utf-8") if isinstance(value, str) else value)
+
+    # ------------------------------------------------------------------ connection
+    def _pyroBind(self) -> bool:  # noqa: N802
+        """Connect now, replacing a PYRONAME/PYROMETA URI by the resolved PYRO one; True if newly connected."""
+        return self._connect(replace_uri=True)
+
+    def _pyroRelease(self) -> None:  # noqa: N802
+        """Close the connection (the next call reconnects)."""
+        with self._lock:
+            conn = self._pyroConnection
+            if conn is not None:
+                object.__setattr__(self, "_pyroConnection", None)
+                conn.close()
+
+    def _pyroReconnect(self, tries: int = 100000000) -> None:  # noqa: N802
+        """Release, then try to connect again (every 2 seconds, ``tries`` times)."""
+        self._pyroRelease()
+        while tries:
+            try:
+                self._connect()
+                return
+            except errors.CommunicationError:
+                tries -= 1
+                if tries:
+                    time.sleep(2)
+        raise errors.ConnectionClosedError("failed to reconnect")
+
+    def _connect(self, replace_uri: bool = False) -> bool:
+        with self._lock:
+            if self._pyroConnection is not None:
+                return False
+            cfg = self._pyroConfig
+            uri = self._pyroUri
+            if uri.protocol != "PYRO":
+                from pyroplug.core.nsclient import resolve
+
+                uri = resolve(uri, self._hmac)
+            registry = get_registry()
+            ser = registry.serializer(self._pyroSerializer or cfg.SERIALIZER)(cfg)
+            from pyroplug.core.daemon import _autoproxy
+
+            ser.replace = _autoproxy
+            transport = registry.transport_for(uri.location_kind)(cfg)
+            conn = transport.connect(uri, self._timeout or None)
+            conn.reader = MessageReader(cfg.MAX_MESSAGE_SIZE, self._hmac)
+            try:
+                response = self._handshake(conn, ser, uri)
+            except BaseException:
+                conn.close()
+                raise
+            object.__setattr__(self, "_ser", ser)
+            object.__setattr__(self, "_object_id", uri.object)
+            object.__setattr__(self, "_pyroConnection", conn)
+            if replace_uri:
+                object.__setattr__(self, "_pyroUri", uri)
+            self._pyroValidateHandshake(response)
+            if cfg.METADATA and not self._pyroMethods and not self._pyroAttrs:
+                self._pyroGetMetadata(uri.object)
+            return True
+
+    def _handshake(self, conn: Connection, ser: Serializer, uri: URI) -> Any:
+        cfg = self._pyroConfig
+        data: dict[str, Any] = {"handshake": self._pyroHandshake}
+        flags = 0
+        if cfg.METADATA:
+            data["object"] = uri.object
+            flags = FLAGS_META_ON_CONNECT
+        ann = self._request_annotations(clear=False)
+        head, payload = encode_parts(MSG_CONNECT, ser.dumps(data), ser.serializer_id, flags, self._pyroSeq, ann,
+                                     self._hmac, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE)
+        location = uri.location
+        try:
+            conn.send_parts(head, payload)
+            msg = conn.recv_message()
+        except errors.CommunicationError as exc:
+            raise type(exc)(f"cannot connect to {location}: {exc}") from exc
+        if msg.type not in (MSG_CONNECTOK, MSG_CONNECTFAIL):
+            raise errors.ProtocolError(f"cannot connect to {location}: invalid msg type {msg.type} received")
+        reply_ser = ser if msg.serializer_id == ser.serializer_id else get_registry().serializer_by_id(msg.serializer_id)(cfg)
+        response = reply_ser.loads(msg.data) if msg.data else "?"
+        if msg.type == MSG_CONNECTFAIL:
+            raise errors.CommunicationError(f"connection to {location} rejected: {response}")
+        if msg.annotations:
+            self._pyroResponseAnnotations(msg.annotations, msg.type)
+        if msg.flags & FLAGS_META_ON_CONNECT:
+            self._process_metadata(response["meta"])
+            response = response["handshake"]
+        return response
+
+    # ------------------------------------------------------------------ calls
+    def _pyroInvoke(  # noqa: N802
+        self, methodname: str, vargs: Any, kwargs: Any, flags: int = 0, objectId: str | None = None  # noqa: N803
+    ) -> Any:
+        """Perform one remote call and return its result (or raise its exception)."""
+        with self._lock:
+            conn = self._pyroConnection
+            if conn is None:
+                self._connect()
+                conn = self._pyroConnection
+                assert conn is not None
+            ser = self._ser
+            assert ser is not None
+            object_id = objectId or self._object_id
+            cfg = self._pyroConfig
+            ann = self._request_annotations()
+            if vargs and type(vargs[0]) is SerializedBlob:
+                payload, flags = self._blob_payload(ser, object_id, methodname, vargs, kwargs, ann, flags)
+            else:
+                payload = ser.dumps_call(object_id, methodname, vargs, kwargs)
+            if methodname in self._pyroOneway:
+                flags |= FLAGS_ONEWAY
+            seq = (self._pyroSeq + 1) & 0xFFFF
+            object.__setattr__(self, "_pyroSeq", seq)
+            head, payload = encode_parts(MSG_INVOKE, payload, ser.serializer_id, flags, seq, ann, self._hmac,
+                                         cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE)
+            try:
+                conn.send_parts(head, payload)
+                if flags & FLAGS_ONEWAY:
+                    return None
+                msg = conn.recv_message()
+                if msg.type != MSG_RESULT:
+                    raise errors.ProtocolError(f"invalid msg type {msg.type} received")
+                if msg.seq != seq:
+                    raise errors.ProtocolError(f"invoke: reply sequence out of sync, got {msg.seq} expected {seq}")
+                if msg.serializer_id != ser.serializer_id:
+                    raise errors.SerializeError(f"invalid serializer in response: {msg.serializer_id}")
+            except (errors.CommunicationError, KeyboardInterrupt):
+                self._pyroRelease()
+                raise
+            if msg.annotations:
+                current_context.response_annotations = dict(msg.annotations)
+                self._pyroResponseAnnotations(msg.annotations, msg.type)
+            if self._pyroRawWireResponse:
+                return msg
+            data = ser.loads(msg.data)
+            rflags = msg.flags
+            if rflags & FLAGS_ITEMSTREAMRESULT:
+                stream_id = bytes(msg.annotations.get("STRM", b"")).decode()
+                if not stream_id:
+                    raise errors.ProtocolError("result of call is an iterator, but the server is not configured to allow streaming")
+                from pyroplug.core.streams import StreamResultIterator
+
+                return StreamResultIterator(stream_id, self)
+            if rflags & FLAGS_EXCEPTION:
+                raise data
+            return data
+
+    def _blob_payload(
+        self, ser: Serializer, object_id: Any, method: str, vargs: Any, kwargs: Any, ann: dict[str, bytes], flags: int
+    ) -> tuple[Any, int]:
+        if len(vargs) > 1 or kwargs:
+            raise errors.SerializeError("if SerializedBlob is used, it must be the only argument")
+        blob: SerializedBlob = vargs[0]
+        ann["BLBI"] = blob_annotation(blob, object_id, method)
+        if blob._contains_blob:
+            return blob._data.data, flags | FLAGS_KEEPSERIALIZED
+        return ser.dumps_call(object_id, method, blob._data, kwargs), flags | FLAGS_KEEPSERIALIZED
+
+    def _request_annotations(self, clear: bool = True) -> dict[str, bytes]:
+        ctx = current_context
+        ann = ctx.annotations
+        corr = ctx.correlation_id_bytes
+        if not ann and corr is None and type(self)._pyroAnnotations is Proxy._pyroAnnotations:
+            return {}
+        ann = dict(ann)
+        if corr is not None:
+            ann["CORR"] = bytes(corr)
+        else:
+            ann.pop("CORR", None)
+        ann.update(self._pyroAnnotations())
+        if clear:
+            ctx.annotations = {}
+        return ann
+
+    def _pyroInvokeBatch(self, calls: Any, oneway: bool = False) -> Any:  # noqa: N802
+        """Send a list of (method, vargs, kwargs) calls as one batch message."""
+        flags = FLAGS_BATCH | (FLAGS_ONEWAY if oneway else 0)
+        return self._pyroInvoke("<batch>", calls, None, flags)
+
+    # ------------------------------------------------------------------ metadata
+    def _pyroGetMetadata(self, objectId: str | None = None, known_metadata: dict | None = None) -> None:  # noqa: N802, N803
+        """Fill in the exposed methods, oneway methods and attributes (from the daemon unless given)."""
+        if known_metadata:
+            self._process_metadata(known_metadata)
+            return
+        object_id = objectId or self._pyroUri.object
+        if self._pyroConnection is None:
+            self._connect()
+            if self._pyroMethods or self._pyroAttrs:
+                return
+        self._process_metadata(self._pyroInvoke("get_metadata", [object_id], {}, objectId=DAEMON_NAME))
+
+    def _process_metadata(self, metadata: dict[str, Any]) -> None:
+        if not metadata:
+            return
+        object.__setattr__(self, "_pyroOneway", set(metadata["oneway"]))
+        object.__setattr__(self, "_pyroMethods", set(metadata["methods"]))
+        object.__setattr__(self, "_pyroAttrs", set(metadata["attrs"]))
+        for cached in [k for k, v in self.__dict__.items() if type(v) is _RemoteMethod]:
+            del self.__dict__[cached]
+        if not self._pyroMethods and not self._pyroAttrs:
+            raise errors.PyroError(
+                "remote object doesn't expose any methods or attributes. Did you forget setting @expose on them?"
+            )
+
+    # ------------------------------------------------------------------ override hooks
+    def _pyroAnnotations(self) -> dict[str, bytes]:  # noqa: N802
+        """Override to add annotations (4-letter keys) to every request."""
+        return {}
+
+    def _pyroResponseAnnotations(self, annotations: Any, msgtype: int) -> None:  # noqa: N802
+        """Override to see the annotations of every response."""
+
+    def _pyroValidateHandshake(self, response: Any) -> None:  # noqa: N802
+        """Override to check the daemon's handshake response; raise to refuse the connection."""
+
+    # ------------------------------------------------------------------ modes
+    def _pyroBatch(self) -> Any:  # noqa: N802
+        """A batch adapter: queue calls, then send them in one message."""
+        from pyroplug.core.batch import BatchProxy
+
+        return BatchProxy(self)
+
+    def _pyroAsync(self, asynchronous: bool = True) -> None:  # noqa: N802
+        """Switch this proxy to asynchronous calls that return FutureResults (or back)."""
+        object.__setattr__(self, "_async", asynchronous)
+        for cached in [k for k, v in self.__dict__.items() if type(v) is _RemoteMethod]:
+            del self.__dict__[cached]
+
+    # ------------------------------------------------------------------ python protocol
+    def __enter__(self) -> Proxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pyroRelease()
+
+    def __del__(self) -> None:
+        try:
+            conn = self.__dict__.get("_pyroConnection")
+            if conn is not None:
+                conn.close()
+        except Exception:  # interpreter shutdown: modules may be gone
+            pass
+
+    def __copy__(self) -> Proxy:
+        p = type(self)(URI(self._pyroUri), config=self._pyroConfig)
+        for name in ("_pyroSerializer", "_pyroHandshake", "_pyroRawWireResponse", "_pyroMaxRetries", "_hmac", "_timeout", "_async"):
+            object.__setattr__(p, name, getattr(self, name))
+        object.__setattr__(p, "_pyroOneway", set(self._pyroOneway))
+        object.__setattr__(p, "_pyroMethods", set(self._pyroMethods))
+        object.__setattr__(p, "_pyroAttrs", set(self._pyroAttrs))
+        return p
+
+    def __eq__(self, other: object) -> bool:
+        return other is self or (isinstance(other, Proxy) and other._pyroUri == self._pyroUri)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(self._pyroUri)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(dir(type(self))) | set(self.__dict__) | self._pyroMethods | self._pyroAttrs)
+
+    def __repr__(self) -> str:
+        conn = self.__dict__.get("_pyroConnection")
+        state = f"connected {conn.family}" if conn is not None else "not connected"
+        return f"<pyroplug.Proxy at {id(self):#x}; {state}; for {self.__dict__.get('_pyroUri')}>"
+
+    def __str__(self) -> str:
+        return repr(self)
+
+    # ------------------------------------------------------------------ wire and pickle forms
+    def _wire_state(self) -> tuple:
+        hmac_text = "b64:" + base64.b64encode(self._hmac).decode("ascii") if self._hmac else None
+        return (str(self._pyroUri), tuple(self._pyroOneway), tuple(self._pyroMethods), tuple(self._pyroAttrs),
+                float(self._timeout or 0.0), hmac_text, self._pyroHandshake, self._pyroMaxRetries, self._pyroSerializer)
+
+    @classmethod
+    def _from_wire_state(cls, state: Any) -> Proxy:
+        if not isinstance(state, (list, tuple)) or len(state) < 8:
+            raise errors.SerializeError("invalid Proxy state")
+        hmac_key = state[5]
+        if hmac_key:
+            if not isinstance(hmac_key, str) or not hmac_key.startswith("b64:"):
+                raise errors.ProtocolError("hmac encoding error")
+            hmac_key = base64.b64decode(hmac_key[4:].encode("ascii"))
+        proxy = cls(URI(state[0]))
+        proxy.__setstate__((proxy._pyroUri, set(state[1]), set(state[2]), set(state[3]), state[4], hmac_key,
+                            state[6], state[7], state[8] if len(state) > 8 else None))
+        return proxy
+
+    def __getstate__(self) -> tuple:
+        return (self._pyroUri, self._pyroOneway, self._pyroMethods, self._pyroAttrs, self._timeout, self._hmac,
+                self._pyroHandshake, self._pyroMaxRetries, self._pyroSerializer)
+
+    def __setstate__(self, state: tuple) -> None:
+        if "_pyroConfig" not in self.__dict__:
+            Proxy.__init__(self, state[0])
+        setattr_ = object.__setattr__
+        setattr_(self, "_pyroUri", state[0])
+        setattr_(self, "_pyroOneway", set(state[1]))
+        setattr_(self, "_pyroMethods", set(state[2]))
+        setattr_(self, "_pyroAttrs", set(state[3]))
+        setattr_(self, "_hmac", state[5])
+        setattr_(self, "_pyroHandshake", state[6])
+        setattr_(self, "_pyroSerializer", state[8] if len(state) > 8 else None)

@@ -1,0 +1,76 @@
+"""ElasticPool: threads that start on demand, are reused while idle and exit after a quiet period."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["ElasticPool"]
+
+log = logging.getLogger(__name__)
+
+
+class ElasticPool:
+    """Run callables in worker threads: an idle worker takes the job, or a new one starts.
+
+    Unlike a fixed pool, no job ever waits behind a long-running one (up to ``max_workers``, after
+    which jobs queue). Used for oneway calls (ONEWAY_THREADED): each starts at once, like its own thread,
+    without paying a thread start per call.
+    """
+
+    def __init__(self, name: str, max_workers: int = 1024, idle_timeout: float = 5.0) -> None:
+        self.name = name
+        self.max_workers = max_workers
+        self.idle_timeout = idle_timeout
+        self._jobs: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._idle = 0
+        self._workers = 0
+        self._closed = False
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` soon in a worker thread; exceptions are logged, never raised here."""
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("pool is closed")
+            self._jobs.append((fn, args))
+            if self._idle > len(self._jobs) - 1:
+                self._cond.notify()
+                return
+            if self._workers >= self.max_workers:
+                return
+            self._workers += 1
+        threading.Thread(target=self._work, name=f"{self.name}-{self._workers}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._jobs:
+                    if self._closed:
+                        self._workers -= 1
+                        return
+                    self._idle += 1
+                    woke = self._cond.wait(self.idle_timeout)
+                    self._idle -= 1
+                    if not woke and not self._jobs:
+                        self._workers -= 1
+                        return
+                fn, args = self._jobs.popleft()
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("uncaught exception in %s worker", self.name)
+
+    @property
+    def workers(self) -> int:
+        """Threads currently alive in the pool."""
+        return self._workers
+
+    def close(self) -> None:
+        """Let workers exit once the queue is empty; submitted jobs still run."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()

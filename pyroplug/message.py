@@ -1,0 +1,43 @@
+"""Pyro4's message module names (``Pyro4.message``): message types, flags and the sans-IO codec."""
+
+from pyroplug.core.protocol import (
+    FLAGS_BATCH,
+    FLAGS_COMPRESSED,
+    FLAGS_EXCEPTION,
+    FLAGS_ITEMSTREAMRESULT,
+    FLAGS_KEEPSERIALIZED,
+    FLAGS_META_ON_CONNECT,
+    FLAGS_ONEWAY,
+    HEADER_SIZE,
+    MSG_CONNECT,
+    MSG_CONNECTFAIL,
+    MSG_CONNECTOK,
+    MSG_INVOKE,
+    MSG_PING,
+    MSG_RESULT,
+    Message,
+    MessageReader,
+    encode,
+    encode_parts,
+)
+
+__all__ = [
+    "FLAGS_BATCH",
+    "FLAGS_COMPRESSED",
+    "FLAGS_EXCEPTION",
+    "FLAGS_ITEMSTREAMRESULT",
+    "FLAGS_KEEPSERIALIZED",
+    "FLAGS_META_ON_CONNECT",
+    "FLAGS_ONEWAY",
+    "HEADER_SIZE",
+    "MSG_CONNECT",
+    "MSG_CONNECTFAIL",
+    "MSG_CONNECTOK",
+    "MSG_INVOKE",
+    "MSG_PING",
+    "MSG_RESULT",
+    "Message",
+    "MessageReader",
+    "encode",
+    "encode_parts",
+]
