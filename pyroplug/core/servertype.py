@@ -8,6 +8,8 @@ running two messages of one connection at the same time.
 
 from __future__ import annotations
 
+import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -20,6 +22,9 @@ if TYPE_CHECKING:
     from pyroplug.core.transport import Connection, Listener
 
 __all__ = ["RequestHandler", "ServerType"]
+
+log = logging.getLogger(__name__)
+_monotonic = time.monotonic
 
 
 class RequestHandler(Protocol):
@@ -82,12 +87,21 @@ class ServerType(ABC):
         """The currently open client connections (for diagnostics and tests)."""
         return []
 
+    def combine_loop(self, server: Any) -> None:
+        """Serve ``server`` (another server type, or anything with ``sockets`` and ``events``) from this loop.
+
+        Only server types with a single selector can do this (Pyro4: multiplex only).
+        """
+        raise TypeError(f"the {self.name!r} server type can't combine event loops; use 'multiplex'")
+
     def service(self, conn: Connection) -> None:
         """Read what is available on ``conn`` (one read) and handle every complete message in it.
 
-        Raises CommunicationError (or SecurityError) when the connection is to be closed.
+        Updates ``conn.last_activity``. Raises CommunicationError (or SecurityError) when the
+        connection is to be closed; the caller then uses :meth:`service_failed`.
         """
         conn.fill()
+        conn.last_activity = _monotonic()
         handler = self.handler
         assert handler is not None
         reader = conn.reader
@@ -100,12 +114,48 @@ class ServerType(ABC):
         """Close ``conn`` and tell the daemon; never raises."""
         try:
             conn.close()
-        finally:
-            if self.handler is not None:
-                try:
-                    self.handler.connection_closed(conn)
-                except errors.PyroError:
-                    pass
+        except Exception:  # noqa: BLE001 - a broken close must not stop the server
+            log.debug("error closing %r", conn, exc_info=True)
+        if self.handler is not None:
+            try:
+                self.handler.connection_closed(conn)
+            except Exception:
+                log.warning("error in connection_closed for %r", conn, exc_info=True)
+
+    def service_failed(self, conn: Connection, exc: BaseException) -> None:
+        """Log why servicing ``conn`` failed, at a level that fits the cause, and :meth:`drop` it."""
+        if isinstance(exc, errors.TimeoutError):
+            log.warning("closing %r: %s", conn, exc)
+        elif isinstance(exc, (errors.ConnectionClosedError, ConnectionError)):
+            log.debug("client went away: %r: %s", conn, exc)
+        elif isinstance(exc, (errors.CommunicationError, errors.SecurityError, OSError)):
+            log.info("closing %r: %s: %s", conn, type(exc).__name__, exc)
+        else:
+            log.warning("closing %r after an error in the request handler", conn, exc_info=exc)
+        self.drop(conn)
+
+    def call_housekeeping(self) -> None:
+        """Run the handler's periodic maintenance; errors are logged, never raised."""
+        handler = self.handler
+        if handler is not None:
+            try:
+                handler.housekeeping()
+            except Exception:
+                log.warning("error in housekeeping", exc_info=True)
+
+    @property
+    def housekeeping_interval(self) -> float:
+        """Seconds between housekeeping runs: POLLTIMEOUT, shortened so COMMTIMEOUT is enforced in time."""
+        interval = self.config.POLLTIMEOUT if self.config.POLLTIMEOUT > 0 else 2.0
+        commtimeout = self.config.COMMTIMEOUT
+        if commtimeout > 0:
+            interval = min(interval, max(commtimeout / 4, 0.02))
+        return interval
+
+    def expired(self, conn: Connection, now: float) -> bool:
+        """True when COMMTIMEOUT is set and ``conn`` received nothing for longer (idle or mid-message)."""
+        commtimeout = self.config.COMMTIMEOUT
+        return commtimeout > 0 and now - conn.last_activity > commtimeout
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} on {getattr(self.listener, 'location', None)}>"

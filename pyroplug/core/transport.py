@@ -8,6 +8,7 @@ into a :class:`Listener` (server side). Socket-based transports reuse :class:`So
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 import weakref
 from abc import ABC, abstractmethod
@@ -20,11 +21,28 @@ if TYPE_CHECKING:
     from pyroplug.core.config import Config
     from pyroplug.core.uri import URI
 
-__all__ = ["Connection", "Listener", "SocketConnection", "SocketListener", "Transport", "map_oserror"]
+__all__ = [
+    "LISTEN_BACKLOG",
+    "Connection",
+    "FamilyName",
+    "Listener",
+    "SocketConnection",
+    "SocketListener",
+    "Transport",
+    "family_name",
+    "map_oserror",
+]
 
 #: payloads at least this large are sent with a gathering sendmsg instead of being concatenated
 GATHER_THRESHOLD = 65536
+#: listen backlog of server sockets: large enough for a burst of 1,000+ simultaneous connects
+LISTEN_BACKLOG = max(1024, socket.SOMAXCONN)
 _RETRY_ERRNOS = {errno.EINTR, errno.EAGAIN, errno.EWOULDBLOCK}
+#: accept() errors that only concern the one connection being accepted
+_ACCEPT_SKIP_ERRNOS = _RETRY_ERRNOS | {errno.ECONNABORTED, errno.EPROTO, errno.ECONNRESET}
+#: accept() errors that mean the process is out of descriptors: the server should back off briefly
+_ACCEPT_EXHAUSTED_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+log = logging.getLogger(__name__)
 
 
 def map_oserror(exc: BaseException, doing: str) -> errors.CommunicationError:
@@ -34,6 +52,19 @@ def map_oserror(exc: BaseException, doing: str) -> errors.CommunicationError:
     if isinstance(exc, (ConnectionError, EOFError)):
         return errors.ConnectionClosedError(f"{doing}: connection lost: {exc}")
     return errors.ConnectionClosedError(f"{doing}: {exc}")
+
+
+class FamilyName(str):
+    """An address-family name (``IPv4``, ``IPv6``, ``Unix``) that can also be called.
+
+    :attr:`Connection.family` is a property, while Pyro4's ``SocketConnection.family()`` is a method;
+    a callable ``str`` serves both spellings without a second name.
+    """
+
+    __slots__ = ()
+
+    def __call__(self) -> str:
+        return str(self)
 
 
 class Connection(ABC):
@@ -50,7 +81,7 @@ class Connection(ABC):
         self.keep_open = False
         #: set by the daemon once the handshake succeeded
         self.handshaked = False
-        #: free slot for the daemon and server type (last activity time, etc.)
+        #: time.monotonic() of the last received bytes; maintained by the server type
         self.last_activity = 0.0
 
     @abstractmethod
@@ -77,7 +108,7 @@ class Connection(ABC):
     def fileno(self) -> int:
         """A selectable file descriptor that becomes readable when data (or EOF) arrives."""
 
-    def settimeout(self, timeout: float | None) -> None:
+    def settimeout(self, timeout: float | None) -> None:  # noqa: B027 - optional, a no-op by default
         """Set the blocking timeout of send/recv (None or 0: block forever)."""
 
     def gettimeout(self) -> float | None:
@@ -92,10 +123,17 @@ class Connection(ABC):
         """The peer's address, in the transport's own form."""
         return None
 
+    def buffered(self) -> int:
+        """Bytes the transport already holds that readiness of :meth:`fileno` does not show (TLS records).
+
+        Server types service the connection again, without waiting for the selector, while this is > 0.
+        """
+        return 0
+
     @property
-    def family(self) -> str:
-        """A short name of the address family, e.g. ``IPv4``, ``IPv6``, ``Unix``."""
-        return "?"
+    def family(self) -> FamilyName:
+        """A short name of the address family, e.g. ``IPv4``, ``IPv6``, ``Unix`` (also callable, as in Pyro4)."""
+        return FamilyName("???")
 
     # --- message helpers (the per-call path) -------------------------------------------
     def recv_message(self) -> Message:
@@ -133,6 +171,7 @@ class SocketConnection(Connection):
         self._send = sock.sendall
         self._recv_into = sock.recv_into
         self._sendmsg = getattr(sock, "sendmsg", None)
+        self._pending = getattr(sock, "pending", None)  # SSLSocket: decrypted bytes not yet read
 
     def send(self, data: bytes | bytearray | memoryview) -> None:
         try:
@@ -158,7 +197,7 @@ class SocketConnection(Connection):
         while True:
             try:
                 return self._recv_into(buffer)
-            except socket.timeout as exc:
+            except TimeoutError as exc:  # the builtin (socket.timeout)
                 raise errors.TimeoutError("receiving: timeout") from exc
             except OSError as exc:
                 if exc.errno in _RETRY_ERRNOS:
@@ -182,6 +221,15 @@ class SocketConnection(Connection):
     def fileno(self) -> int:
         return self.sock.fileno()
 
+    def buffered(self) -> int:
+        pending = self._pending
+        if pending is None:
+            return 0
+        try:
+            return int(pending())
+        except (OSError, ValueError):
+            return 0
+
     def settimeout(self, timeout: float | None) -> None:
         self.sock.settimeout(timeout or None)
 
@@ -200,11 +248,23 @@ class SocketConnection(Connection):
             return None
 
     @property
-    def family(self) -> str:
-        return {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}.get(self.sock.family, "Unix")
+    def family(self) -> FamilyName:
+        return FamilyName(family_name(self.sock))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} fd={self.sock.fileno()} peer={self.peer!r}>"
+
+
+def family_name(sock: socket.socket) -> str:
+    """``IPv4``, ``IPv6``, ``Unix`` or ``???`` for a socket's address family."""
+    family = sock.family
+    if family == socket.AF_INET:
+        return "IPv4"
+    if family == socket.AF_INET6:
+        return "IPv6"
+    if family == getattr(socket, "AF_UNIX", None):
+        return "Unix"
+    return "???"
 
 
 class Listener(ABC):
@@ -215,7 +275,12 @@ class Listener(ABC):
 
     @abstractmethod
     def accept(self) -> Connection | None:
-        """Accept one pending connection (None when the accept was spurious)."""
+        """Accept one pending connection; None when none is pending. Never blocks.
+
+        Server types call this in a loop after the listener became readable, until it returns None.
+        Raises CommunicationError when the listener is unusable (closed) or the process ran out of
+        file descriptors; a server logs that and backs off briefly.
+        """
 
     @abstractmethod
     def fileno(self) -> int:
@@ -237,9 +302,13 @@ class Listener(ABC):
 
 
 class SocketListener(Listener):
-    """A Listener over a listening socket; accepted sockets become SocketConnections."""
+    """A Listener over a listening socket; accepted sockets become SocketConnections.
+
+    The listening socket is switched to non-blocking mode, so :meth:`accept` never blocks.
+    """
 
     def __init__(self, sock: socket.socket, location: str, config: Config) -> None:
+        sock.setblocking(False)
         self._sock = sock
         self.location = location
         self.config = config
@@ -247,16 +316,28 @@ class SocketListener(Listener):
     def accept(self) -> Connection | None:
         try:
             csock, _addr = self._sock.accept()
-        except (BlockingIOError, InterruptedError):
+        except (TimeoutError, BlockingIOError, InterruptedError):
             return None
         except OSError as exc:
-            if exc.errno in _RETRY_ERRNOS or exc.errno in (errno.ECONNABORTED, errno.EMFILE, errno.ENFILE):
+            if exc.errno in _ACCEPT_SKIP_ERRNOS:
                 return None
+            if exc.errno in _ACCEPT_EXHAUSTED_ERRNOS:
+                raise errors.CommunicationError(f"accepting: out of resources: {exc}") from exc
             raise map_oserror(exc, "accepting") from exc
-        return self.wrap(csock)
+        except ValueError as exc:  # the listening socket was closed
+            raise errors.ConnectionClosedError("accepting: listener closed") from exc
+        try:
+            return self.wrap(csock)
+        except OSError as exc:  # the peer vanished while we set options on its socket
+            log.debug("accepted connection unusable: %s", exc)
+            csock.close()
+            return None
 
     def wrap(self, csock: socket.socket) -> Connection:
-        """Turn an accepted socket into a Connection (transports override to set options or TLS)."""
+        """Turn an accepted socket into a Connection (transports override to set options or TLS).
+
+        The socket is blocking, with COMMTIMEOUT as its timeout when that is set.
+        """
         csock.setblocking(True)
         timeout = self.config.COMMTIMEOUT
         if timeout:
@@ -298,8 +379,15 @@ class Transport(ABC):
 
     @abstractmethod
     def connect(self, uri: URI, timeout: float | None = None) -> Connection:
-        """Open a connection to the location in ``uri``; CommunicationError when it cannot."""
+        """Open a connection to the location in ``uri``; CommunicationError when it cannot.
+
+        ``timeout`` bounds the connect and becomes the connection's send/receive timeout;
+        None means the config's COMMTIMEOUT, and 0 means blocking without a timeout.
+        """
 
     @abstractmethod
     def listen(self, host: str | None = None, port: int = 0, address: str | None = None) -> Listener:
-        """Bind and listen: ``host``/``port`` for IP transports, ``address`` for path-like ones."""
+        """Bind and listen: ``host``/``port`` for IP transports, ``address`` for path-like ones.
+
+        Raises CommunicationError when the address cannot be bound.
+        """

@@ -1,0 +1,127 @@
+"""The ``tcp`` transport: IPv4 and IPv6 stream sockets for ``host:port`` and ``[ipv6]:port`` locations."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pyroplug import socketutil
+from pyroplug.core import errors
+from pyroplug.core.hookspec import hookimpl
+from pyroplug.core.transport import LISTEN_BACKLOG, Connection, Listener, SocketListener, Transport
+
+if TYPE_CHECKING:
+    from pyroplug.core.uri import URI
+
+__all__ = ["TCPListener", "TCPTransport", "format_location", "pyroplug_transports"]
+
+log = logging.getLogger(__name__)
+
+
+def format_location(host: str, port: int) -> str:
+    """``host:port``, or ``[host]:port`` for an IPv6 address."""
+    if ":" in host:
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+def _tune(sock: socket.socket) -> None:
+    """Options for every connected TCP socket, client side and accepted.
+
+    TCP_NODELAY is always on, whatever SOCK_NODELAY says (Pyro4 leaves it off by default): a call is a
+    small request answered by a small reply, and a message written as header + payload (the gathering
+    send of large payloads) would otherwise sit in Nagle's buffer until the peer's delayed ACK, up to
+    ~40 ms per call. SO_KEEPALIVE lets dead peers of idle connections be noticed eventually.
+    """
+    socketutil.setNoDelay(sock)
+    socketutil.setKeepalive(sock)
+
+
+class TCPListener(SocketListener):
+    """A listening TCP socket; accepted sockets get TCP_NODELAY, SO_KEEPALIVE and COMMTIMEOUT."""
+
+    def wrap(self, csock: socket.socket) -> Connection:
+        _tune(csock)
+        csock.setblocking(True)
+        if self.config.COMMTIMEOUT:
+            csock.settimeout(self.config.COMMTIMEOUT)
+        return socketutil.SocketConnection(csock)
+
+
+class TCPTransport(Transport):
+    """TCP over IPv4 or IPv6. Host names resolve with PREFER_IP_VERSION (4, 6 or 0 = let the OS choose)."""
+
+    location_kind: ClassVar[str] = "tcp"
+
+    def connect(self, uri: URI, timeout: float | None = None) -> Connection:
+        """Connect to ``uri.host``/``uri.port``, trying each resolved address in turn.
+
+        Raises CommunicationError ``cannot connect to HOST:PORT: ...`` when no address accepts,
+        TimeoutError when the connect timed out.
+        """
+        host, port = uri.host, uri.port
+        if not host or port is None:
+            raise errors.CommunicationError(f"not a tcp location: {uri}")
+        location = format_location(host, port)
+        if timeout is None:
+            timeout = self.config.COMMTIMEOUT
+        try:
+            addresses = socketutil.resolve(host, port, self.config.PREFER_IP_VERSION)
+        except OSError as exc:
+            raise errors.CommunicationError(f"cannot connect to {location}: cannot resolve host: {exc}") from exc
+        last: OSError | None = None
+        for family, sockaddr in addresses:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout or None)
+                sock.connect(sockaddr)
+                _tune(sock)
+            except TimeoutError as exc:  # the builtin, raised by socket timeouts
+                sock.close()
+                raise errors.TimeoutError(f"cannot connect to {location}: timeout") from exc
+            except OSError as exc:
+                sock.close()
+                last = exc
+                continue
+            return socketutil.SocketConnection(sock)
+        reason = "connection refused" if isinstance(last, ConnectionRefusedError) else str(last)
+        raise errors.CommunicationError(f"cannot connect to {location}: {reason}") from last
+
+    def listen(self, host: str | None = None, port: int = 0, address: str | None = None) -> Listener:
+        """Bind ``host``:``port`` (None: the config's HOST; '' or 0.0.0.0: every interface; port 0: a free one).
+
+        The listener's location keeps ``host`` as given (``localhost:PORT``), like Pyro4.
+        """
+        if address is not None:
+            raise errors.CommunicationError("the tcp transport binds host and port, not an address")
+        if host is None:
+            host = self.config.HOST
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        try:
+            family, sockaddr = socketutil.resolve(host, port, self.config.PREFER_IP_VERSION, passive=True)[0]
+        except OSError as exc:
+            raise errors.CommunicationError(f"cannot bind {format_location(host, port)}: cannot resolve host: {exc}") from exc
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if self.config.SOCK_REUSE:
+                socketutil.setReuseAddr(sock)
+            socketutil.setKeepalive(sock)
+            socketutil.setNoInherit(sock)
+            sock.bind(sockaddr)
+            sock.listen(LISTEN_BACKLOG)
+        except OSError as exc:
+            sock.close()
+            raise errors.CommunicationError(f"cannot bind {format_location(host, port)}: {exc}") from exc
+        bound: Any = sock.getsockname()
+        location = format_location(host or str(bound[0]), port or int(bound[1]))
+        log.debug("listening on %s (%s)", location, socketutil.family_str(sock))
+        return TCPListener(sock, location, self.config)
+
+
+@hookimpl
+def pyroplug_transports() -> Sequence[type[Transport]]:
+    """The tcp transport."""
+    return (TCPTransport,)
