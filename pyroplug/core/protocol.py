@@ -150,7 +150,10 @@ def encode_parts(
     if annotations:
         chunks = []
         for key, value in annotations.items():
-            bkey = key.encode("ascii") if isinstance(key, str) else key
+            try:
+                bkey = key.encode("ascii") if isinstance(key, str) else bytes(key)
+            except UnicodeEncodeError:
+                raise errors.ProtocolError(f"annotation key must be ASCII: {key!r}") from None
             if len(bkey) != 4:
                 raise errors.ProtocolError(f"annotation key must be exactly 4 characters: {key!r}")
             if len(value) > MAX_ANNOTATIONS_SIZE:
@@ -167,7 +170,10 @@ def encode_parts(
     if 0 < max_size < size + ann_size:
         raise errors.MessageTooLargeError(f"max message size exceeded ({size + ann_size} where max={max_size})")
     checksum = (msgtype + _BASE + size + ann_size + serializer_id + flags + seq) & 0xFFFF
-    header = _pack_header(_TAG, PROTOCOL_VERSION, msgtype, flags, seq, size, serializer_id, ann_size, 0, checksum)
+    try:
+        header = _pack_header(_TAG, PROTOCOL_VERSION, msgtype, flags, seq, size, serializer_id, ann_size, 0, checksum)
+    except struct.error as exc:
+        raise errors.ProtocolError(f"header field out of range: {exc}") from None
     return (header + ann if ann else header), data
 
 
@@ -187,7 +193,7 @@ def encode(
     return head + payload
 
 
-def parse_annotations(raw: bytes | memoryview) -> dict[str, bytes]:
+def parse_annotations(raw: bytes | bytearray | memoryview) -> dict[str, bytes]:
     """Split annotation chunks; ProtocolError when a chunk overruns or a key is not ASCII."""
     result: dict[str, bytes] = {}
     i = 0
@@ -212,7 +218,11 @@ def parse_header(header: bytes | bytearray | memoryview) -> tuple[int, int, int,
     """Validate a 24-byte header; returns (type, flags, seq, data size, serializer id, annotations size)."""
     if len(header) < HEADER_SIZE:
         raise errors.ProtocolError("header data size mismatch")
-    tag, ver, msgtype, flags, seq, size, ser, ann_size, _reserved, checksum = _unpack_header(header)
+    return _parse_header_at(header, 0)
+
+
+def _parse_header_at(buf: bytes | bytearray | memoryview, offset: int) -> tuple[int, int, int, int, int, int]:
+    tag, ver, msgtype, flags, seq, size, ser, ann_size, _reserved, checksum = _unpack_header(buf, offset)
     if tag != _TAG or ver != PROTOCOL_VERSION:
         raise errors.ProtocolError("invalid data or unsupported protocol version")
     if checksum != (msgtype + ver + size + ann_size + flags + ser + seq + CHECKSUM_MAGIC) & 0xFFFF:
@@ -227,58 +237,84 @@ def parse_header(header: bytes | bytearray | memoryview) -> tuple[int, int, int,
 class MessageReader:
     """Incremental decoder: feed bytes (or fill :meth:`get_buffer`), take complete messages out.
 
-    ``max_size`` is MAX_MESSAGE_SIZE (0 = unlimited), checked from the header before the payload is
-    buffered; ``hmac_key`` enables HMAC checking (and requires it). Payloads larger than the internal
-    buffer get a buffer of exactly their size, so a large message is received without extra copies.
+    ``max_size`` is MAX_MESSAGE_SIZE (0 = unlimited): checked from the header, before the body is
+    buffered, and again on the decompressed size of a compressed payload. ``hmac_key`` enables HMAC
+    checking (and requires it). Messages up to :attr:`INITIAL` bytes are assembled in one reusable
+    buffer; a larger body gets a dedicated buffer of its own (allocated in steps of at most
+    :attr:`BIG_PREALLOC` bytes as data arrives, so a lying header cannot make the reader allocate
+    gigabytes), and its ``data`` is handed out as a memoryview without a further copy.
     Errors are pyroplug exceptions; after one, the stream is unusable and the connection should close.
     """
 
-    __slots__ = ("max_size", "hmac_key", "_buf", "_start", "_end", "_header", "_big", "_bigfill")
+    __slots__ = ("max_size", "hmac_key", "_buf", "_start", "_end", "_header", "_big", "_bigfill", "_bigsize")
 
+    #: size of the reusable buffer; messages larger than this use a dedicated buffer
     INITIAL = 65536
+    #: the most a dedicated buffer grows by before the bytes to fill it have arrived
+    BIG_PREALLOC = 4 * 1024 * 1024
+    #: compact the reusable buffer when less than this much room is left at its end
+    MIN_ROOM = 4096
 
     def __init__(self, max_size: int = 0, hmac_key: bytes | None = None) -> None:
         self.max_size = max_size
         self.hmac_key = hmac_key
         self._buf = bytearray(self.INITIAL)
-        self._start = 0
-        self._end = 0
-        self._header: tuple[int, int, int, int, int, int] | None = None
-        self._big: bytearray | None = None  # dedicated body buffer for large messages
-        self._bigfill = 0
+        self._start = 0  # first unconsumed byte in _buf
+        self._end = 0  # end of the received bytes in _buf
+        self._header: tuple[int, int, int, int, int, int] | None = None  # header of the message in progress
+        self._big: bytearray | None = None  # dedicated body buffer of a large message
+        self._bigfill = 0  # bytes of the large body received so far
+        self._bigsize = 0  # size of the large body (annotations + data)
 
     # --- input ------------------------------------------------------------------------
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        """Add received bytes."""
+        """Add received bytes. A malformed header raises here, as soon as its 24 bytes are in."""
         view = memoryview(data)
-        while len(view):
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        total = len(view)
+        pos = 0
+        while pos < total:
             buf = self.get_buffer()
-            n = min(len(buf), len(view))
-            buf[:n] = view[:n]
+            n = min(len(buf), total - pos)
+            buf[:n] = view[pos : pos + n]
+            buf.release()
+            pos += n
             self.buffer_updated(n)
-            view = view[n:]
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
-        """A writable buffer for the next received bytes (asyncio BufferedProtocol style)."""
-        if self._big is not None:
-            return memoryview(self._big)[self._bigfill :]
-        if self._end == len(self._buf):
-            pending = self._end - self._start
-            if self._start:
-                self._buf[:pending] = self._buf[self._start : self._end]
+        """A writable, non-empty buffer for the next received bytes (asyncio BufferedProtocol style).
+
+        Release the view (or drop it) before asking for the next one.
+        """
+        big = self._big
+        if big is not None and self._bigfill < self._bigsize:
+            if self._bigfill == len(big):
+                grown = bytearray(min(self._bigsize, len(big) + max(len(big), self.BIG_PREALLOC)))
+                grown[: self._bigfill] = big
+                self._big = big = grown
+            return memoryview(big)[self._bigfill :]
+        buf = self._buf
+        if len(buf) - self._end < self.MIN_ROOM:
+            start = self._start
+            pending = self._end - start
+            if start:
+                buf[:pending] = buf[start : self._end]
                 self._start, self._end = 0, pending
-            if pending == len(self._buf):
-                self._buf.extend(bytes(len(self._buf)))
-        return memoryview(self._buf)[self._end :]
+            if pending == len(buf):  # full of unconsumed messages: grow (a new object, so no export blocks it)
+                grown = bytearray(2 * len(buf))
+                grown[:pending] = buf
+                self._buf = buf = grown
+        return memoryview(buf)[self._end :]
 
     def buffer_updated(self, nbytes: int) -> None:
         """Tell the reader that ``nbytes`` were written into the last :meth:`get_buffer` view."""
-        if self._big is not None:
+        if self._big is not None and self._bigfill < self._bigsize:
             self._bigfill += nbytes
-        else:
-            self._end += nbytes
-            if self._header is None and self._end - self._start >= HEADER_SIZE:
-                self._read_header()
+            return
+        self._end += nbytes
+        if self._header is None and self._end - self._start >= HEADER_SIZE:
+            self._read_header()
 
     @property
     def pending(self) -> int:
@@ -292,12 +328,12 @@ class MessageReader:
 
     def needed(self) -> int:
         """How many more bytes complete the current message (at least 1 when idle)."""
-        if self._header is None:
+        header = self._header
+        if header is None:
             return max(1, HEADER_SIZE - (self._end - self._start))
-        body = self._header[3] + self._header[5]
         if self._big is not None:
-            return body - self._bigfill
-        return max(0, HEADER_SIZE + body - (self._end - self._start))
+            return self._bigsize - self._bigfill
+        return max(0, HEADER_SIZE + header[3] + header[5] - (self._end - self._start))
 
     # --- output -----------------------------------------------------------------------
     def next_message(self) -> Message | None:
@@ -308,25 +344,32 @@ class MessageReader:
                 return None
             header = self._read_header()
         msgtype, flags, seq, size, ser, ann_size = header
-        body_size = size + ann_size
-        if self._big is not None:
-            if self._bigfill < body_size:
+        big = self._big
+        data: bytes | bytearray | memoryview
+        if big is not None:
+            if self._bigfill < self._bigsize:
                 return None
-            body: bytes | bytearray | memoryview = self._big
             self._big = None
-            self._bigfill = 0
-            raw_ann = memoryview(body)[:ann_size]
-            data: bytes | bytearray | memoryview = memoryview(body)[ann_size:] if ann_size else body
+            self._bigfill = self._bigsize = 0
+            view = memoryview(big)
+            raw_ann: bytes | bytearray | memoryview = view[:ann_size]
+            data = view[ann_size:] if ann_size else big
         else:
             start = self._start + HEADER_SIZE
-            if self._end - start < body_size:
+            stop = start + size + ann_size
+            if self._end < stop:
                 return None
             buf = self._buf
-            raw_ann = buf[start : start + ann_size] if ann_size else b""
-            data = bytes(buf[start + ann_size : start + body_size])
-            self._start = start + body_size
-            if self._start == self._end:
+            if ann_size:
+                raw_ann = buf[start : start + ann_size]
+                data = bytes(buf[start + ann_size : stop])
+            else:
+                raw_ann = b""
+                data = bytes(buf[start:stop])
+            if stop == self._end:
                 self._start = self._end = 0
+            else:
+                self._start = stop
         self._header = None
         annotations = parse_annotations(raw_ann) if ann_size else None
         if self.hmac_key or (annotations and "HMAC" in annotations):
@@ -335,28 +378,32 @@ class MessageReader:
             data = self._decompress(data)
             flags &= ~FLAGS_COMPRESSED
         if self._end - self._start >= HEADER_SIZE:
-            self._read_header()
+            # switch early to a dedicated buffer if the next message is large; a bad header is
+            # reported by the next call, this message is good
+            try:
+                self._read_header()
+            except errors.PyroError:
+                pass
         return Message(msgtype, data, ser, flags, seq, annotations)
 
     # --- internals --------------------------------------------------------------------
     def _read_header(self) -> tuple[int, int, int, int, int, int]:
         start = self._start
-        header = parse_header(memoryview(self._buf)[start : start + HEADER_SIZE])
-        size, ann_size = header[3], header[5]
-        if 0 < self.max_size < size + ann_size:
-            raise errors.MessageTooLargeError(
-                f"max message size exceeded ({size + ann_size} where max={self.max_size})"
-            )
+        header = _parse_header_at(self._buf, start)
+        body = header[3] + header[5]
+        if 0 < self.max_size < body:
+            raise errors.MessageTooLargeError(f"max message size exceeded ({body} where max={self.max_size})")
         self._header = header
-        body = size + ann_size
-        if HEADER_SIZE + body > len(self._buf) and body > self.INITIAL:
-            # a dedicated buffer of exactly the body's size: no regrowth, no second copy
+        if body > self.INITIAL - HEADER_SIZE:
             have = self._end - start - HEADER_SIZE
-            big = bytearray(body)
-            big[:have] = self._buf[start + HEADER_SIZE : self._end]
-            self._big = big
-            self._bigfill = have
-            self._start = self._end = 0
+            if have < body:
+                # a dedicated buffer for the body: no regrowth of the shared buffer, no second copy
+                big = bytearray(min(body, max(have, self.BIG_PREALLOC)))
+                big[:have] = memoryview(self._buf)[start + HEADER_SIZE : self._end]
+                self._big = big
+                self._bigfill = have
+                self._bigsize = body
+                self._start = self._end = 0
         return header
 
     def _check_hmac(self, data: bytes | bytearray | memoryview, annotations: Mapping[str, bytes] | None) -> None:
@@ -369,14 +416,17 @@ class MessageReader:
             raise errors.SecurityError("hmac key config not symmetric")
 
     def _decompress(self, data: bytes | bytearray | memoryview) -> bytes:
-        limit = self.max_size if self.max_size > 0 else 0
+        limit = self.max_size
         try:
             inflater = zlib.decompressobj()
-            out = inflater.decompress(data, limit) if limit else inflater.decompress(data)
-            if limit and inflater.unconsumed_tail:
-                raise errors.MessageTooLargeError(f"decompressed message exceeds max size {limit}")
-            if not inflater.eof:
-                raise errors.ProtocolError("compressed payload is truncated")
-            return out
+            if limit > 0:
+                out = inflater.decompress(data, limit + 1)
+                if len(out) > limit:
+                    raise errors.MessageTooLargeError(f"decompressed message exceeds max size {limit}")
+            else:
+                out = inflater.decompress(data)
         except zlib.error as exc:
             raise errors.ProtocolError(f"invalid compressed payload: {exc}") from None
+        if not inflater.eof:
+            raise errors.ProtocolError("compressed payload is truncated")
+        return out
