@@ -2,7 +2,12 @@
 
 Location kinds: ``host:port`` and ``[ipv6]:port`` (transport ``tcp``), ``./u:path`` (unix sockets;
 a path starting with NUL is a Linux abstract socket) and ``./KIND:address`` for transports that
-plugins add (stored as ``sockname = "KIND:address"`` so the Pyro4 5-tuple state still carries it).
+plugins add (stored as ``sockname = "KIND:address"`` so the Pyro4 5-tuple state still carries it;
+unlike a unix path, a plugin address may contain ``:``).
+
+Parsing follows Pyro4 4.82, errors and messages included, with two deliberate differences: Pyro4
+reads ``./KIND:address`` as a host named ``./KIND``, and it ignores text after a bracketed IPv6
+location's port (``[::1]:99junk`` is port 99 there, an error here).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pyroplug.core.serializer import wire_class
 __all__ = ["URI"]
 
 _URI_RE = re.compile(r"(?P<protocol>[Pp][Yy][Rr][Oo][a-zA-Z]*):(?P<object>\S+?)(@(?P<location>.+))?$")
-_IPV6_RE = re.compile(r"\[([0-9a-fA-F:%]+)](:(\d+))?$")
+_IPV6_RE = re.compile(r"\[([0-9a-fA-F:%]+)](.*)$", re.S)
 _KIND_RE = re.compile(r"\./(?P<kind>[A-Za-z][A-Za-z0-9_]*):(?P<address>.*)$", re.S)
 
 
@@ -26,20 +31,25 @@ class URI:
 
     __slots__ = ("protocol", "object", "sockname", "host", "port")
 
+    protocol: str
+    #: the object id; for PYROMETA the set of metadata strings
+    object: Any
+    sockname: str | None
+    host: str | None
+    port: int | None
+
     def __init__(self, uri: str | URI) -> None:
         if isinstance(uri, URI):
             self.protocol, self.object, self.sockname, self.host, self.port = uri._wire_state()
             return
         if not isinstance(uri, str):
             raise TypeError("uri parameter object is of wrong type")
-        self.sockname: str | None = None
-        self.host: str | None = None
-        self.port: int | None = None
+        self.sockname = self.host = self.port = None
         match = _URI_RE.match(uri)
         if not match:
             raise errors.PyroError("invalid uri")
         self.protocol = match.group("protocol").upper()
-        self.object: Any = match.group("object")
+        self.object = match.group("object")
         location = match.group("location")
         if self.protocol == "PYRONAME":
             self._parse_location(location, _ns_port())
@@ -58,10 +68,10 @@ class URI:
             return
         kind = _KIND_RE.match(location)
         if kind:
-            address = kind.group("address")
-            if not address or ":" in address:
+            name, address = kind.group("kind"), kind.group("address")
+            if not address or (name == "u" and ":" in address) or name == "tcp":
                 raise errors.PyroError("invalid uri (location)")
-            self.sockname = address if kind.group("kind") == "u" else f"{kind.group('kind')}:{address}"
+            self.sockname = address if name == "u" else f"{name}:{address}"
             return
         port: Any
         if location.startswith("["):
@@ -70,7 +80,10 @@ class URI:
             m = _IPV6_RE.match(location)
             if not m:
                 raise errors.PyroError("invalid ipv6 address: the part between brackets must be a numeric ipv6 address")
-            self.host, port = m.group(1), m.group(3)
+            self.host, rest = m.group(1), m.group(2)
+            if rest and not rest.startswith(":"):
+                raise errors.PyroError("invalid uri (location)")
+            port = rest[1:]
         else:
             self.host, _, port = location.partition(":")
         if not port:
@@ -136,7 +149,8 @@ class URI:
         return self._wire_state() == other._wire_state()
 
     def __hash__(self) -> int:
-        return hash((self.protocol, str(self.object), self.sockname, self.host, self.port))
+        obj = frozenset(self.object) if isinstance(self.object, (set, frozenset)) else self.object
+        return hash((self.protocol, obj, self.sockname, self.host, self.port))
 
     def _wire_state(self) -> tuple:
         return self.protocol, self.object, self.sockname, self.host, self.port
