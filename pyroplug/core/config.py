@@ -10,9 +10,12 @@ import socket
 import sys
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyroplug.core import constants
+
+if TYPE_CHECKING:
+    import pluggy
 
 __all__ = ["Config", "config", "main"]
 
@@ -127,9 +130,16 @@ class Config:
             result.append("" if addr == "''" else addr)
         return result
 
-    def dump(self) -> str:
-        """Readable diagnostics: versions, the loaded plugins with their distributions, every item."""
+    def dump(self, pm: pluggy.PluginManager | None = None) -> str:
+        """Readable diagnostics: versions, the plugins (of ``pm``, default the process-wide manager)
+        with their distributions, and every item. A plugin that fails to load is reported, not raised.
+        """
         from pyroplug.core.plugins import describe_plugins
+
+        try:
+            plugin_lines = describe_plugins(pm)
+        except Exception as exc:  # noqa: BLE001 - a diagnostics dump must still print
+            plugin_lines = [f"(plugins could not be loaded: {type(exc).__name__}: {exc})"]
 
         items = self.as_dict()
         items["LOGFILE"] = os.environ.get("PYRO_LOGFILE")
@@ -142,7 +152,7 @@ class Config:
             f"Protocol version: {constants.PROTOCOL_VERSION}",
             "Plugins:",
         ]
-        lines += ["    " + line for line in describe_plugins()]
+        lines += ["    " + line for line in plugin_lines]
         lines.append("Currently active configuration settings:")
         for name, value in sorted(items.items()):
             if isinstance(value, set):

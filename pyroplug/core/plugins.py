@@ -9,6 +9,7 @@ import threading
 import pluggy
 
 from pyroplug.core import hookspec
+from pyroplug.core.errors import PluginError
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -46,6 +47,8 @@ def make_plugin_manager(
     ``disabled`` is a comma separated list of plugin names to block (default ``PYRO_PLUGINS_DISABLE``);
     a builtin's name is its dotted module name, an entry point's name is the entry point's name.
     ``autoload`` loads the ``pyroplug`` entry points (default: unless ``PYRO_PLUGINS_AUTOLOAD=0``).
+    A blocked builtin is not even imported. A hook implementation whose name or arguments match no
+    spec (a misspelling) raises PluginError naming the plugin.
     """
     pm = pluggy.PluginManager(hookspec.NAME)
     pm.add_hookspecs(hookspec)
@@ -61,13 +64,22 @@ def make_plugin_manager(
         autoload = os.environ.get("PYRO_PLUGINS_AUTOLOAD", "1").strip().lower() not in ("0", "no", "false", "off")
     if autoload:
         pm.load_setuptools_entrypoints(hookspec.NAME)
-    pm.check_pending()
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {exc.plugin!r}: {exc}") from exc
     return pm
 
 
 def register_module(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
-    """Register one plugin object under ``name``: the same call used for entry points."""
-    pm.register(plugin, name=name)
+    """Register one plugin object under ``name``: the same call used for entry points.
+
+    Raises PluginError when a hook implementation does not fit its spec (e.g. wrong argument names).
+    """
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {name!r}: {exc}") from exc
 
 
 def get_plugin_manager() -> pluggy.PluginManager:

@@ -25,32 +25,50 @@ __all__ = ["EXTRAS", "Registry", "get_registry", "invalidate"]
 
 #: builtin plugins whose optional dependency comes with an extra: name -> extra
 EXTRAS: Mapping[str, str] = MappingProxyType({"dill": "dill", "msgpack": "msgpack"})
+#: wire ids of those builtins: serializer id -> name
+_EXTRA_IDS: Mapping[int, str] = MappingProxyType({5: "dill", 6: "msgpack"})
 
 _lock = threading.Lock()
 _current: Registry | None = None
 
 
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def _index(kind: str, key_attr: str, pairs: Iterable[tuple[object, type]]) -> dict[Any, type]:
+    """Map each class by its ``key_attr``; PluginError for a missing key or a key claimed twice."""
     table: dict[Any, type] = {}
-    for plugin, cls in pairs:
+    for _plugin, cls in pairs:
         key = getattr(cls, key_attr, None)
         if key is None:
-            raise PluginError(f"{kind} class {cls.__module__}.{cls.__qualname__} does not set '{key_attr}'")
+            raise PluginError(f"{kind} class {_qualname(cls)} does not set '{key_attr}'")
         other = table.get(key)
         if other is not None and other is not cls:
-            raise PluginError(
-                f"duplicate {kind} {key_attr} {key!r}: {other.__module__}.{other.__qualname__} and "
-                f"{cls.__module__}.{cls.__qualname__}"
-            )
+            raise PluginError(f"duplicate {kind} {key_attr} {key!r}: {_qualname(other)} and {_qualname(cls)}")
         table[key] = cls
     return table
 
 
-def _results(pm: pluggy.PluginManager, hookname: str) -> list[tuple[object, type]]:
-    """(plugin, class) for every class returned by every implementation of one hook."""
+def _results(pm: pluggy.PluginManager, hookname: str, base: type) -> list[tuple[object, type]]:
+    """(plugin, class) for every class returned by every implementation of one hook.
+
+    Each implementation is called directly, so the registry knows which plugin provided what.
+    PluginError when an implementation fails or returns something that is not a ``base`` subclass.
+    """
     pairs = []
     for impl in getattr(pm.hook, hookname).get_hookimpls():
-        for cls in impl.function() or ():
+        try:
+            provided = impl.function() or ()
+            classes = list(provided)
+        except Exception as exc:
+            raise PluginError(f"plugin {impl.plugin_name!r} failed in {hookname}(): {exc!r}") from exc
+        for cls in classes:
+            if not (isinstance(cls, type) and issubclass(cls, base)):
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} returned {cls!r} from {hookname}(), "
+                    f"which is not a {base.__name__} subclass"
+                )
             pairs.append((impl.plugin, cls))
     return pairs
 
@@ -68,13 +86,17 @@ class Registry:
     @classmethod
     def build(cls, pm: pluggy.PluginManager) -> Registry:
         """Ask every plugin for its classes and index them, refusing duplicate keys loudly."""
-        ser = _results(pm, "pyroplug_serializers")
-        srv = _results(pm, "pyroplug_server_types")
-        trn = _results(pm, "pyroplug_transports")
+        from pyroplug.core.serializer import Serializer
+        from pyroplug.core.servertype import ServerType
+        from pyroplug.core.transport import Transport
+
+        ser = _results(pm, "pyroplug_serializers", Serializer)
+        srv = _results(pm, "pyroplug_server_types", ServerType)
+        trn = _results(pm, "pyroplug_transports", Transport)
         for _plugin, klass in ser:
             sid = getattr(klass, "serializer_id", None)
-            if not isinstance(sid, int) or not 0 < sid < 65536:
-                raise PluginError(f"serializer class {klass.__qualname__} has an invalid serializer_id {sid!r}")
+            if sid is not None and (type(sid) is not int or not 0 < sid < 65536):
+                raise PluginError(f"serializer class {_qualname(klass)} has an invalid serializer_id {sid!r}")
         return cls(
             serializers=MappingProxyType(_index("serializer", "name", ser)),
             serializers_by_id=MappingProxyType(_index("serializer", "serializer_id", ser)),
@@ -96,7 +118,11 @@ class Registry:
             return self.serializers_by_id[serializer_id]
         except KeyError:
             known = ", ".join(f"{k}={v.name}" for k, v in sorted(self.serializers_by_id.items()))
-            raise PluginError(f"no serializer with id {serializer_id} (available: {known})") from None
+            msg = f"no serializer with id {serializer_id}; available: {known or 'none'}"
+            name = _EXTRA_IDS.get(serializer_id)
+            if name is not None:
+                msg += f". It is {name}: pip install pyroplug[{EXTRAS[name]}]"
+            raise PluginError(msg) from None
 
     def server_type(self, name: str) -> type[ServerType]:
         """The server-type class called ``name`` (the SERVERTYPE value)."""
@@ -121,7 +147,7 @@ class Registry:
             ("transport", self.transports, "location_kind"),
         ):
             names = sorted(
-                f"{getattr(c, attr)}" + (f" (id {c.serializer_id})" if kind == "serializer" else "")  # type: ignore[attr-defined]
+                str(getattr(c, attr)) + (f" (id {getattr(c, 'serializer_id', '?')})" if kind == "serializer" else "")
                 for c in table.values()
                 if self.origins.get(c) is plugin
             )
