@@ -1,0 +1,597 @@
+"""The ``thread`` server type: a worker pool that serves connections, and a selector that parks idle ones.
+
+Unlike Pyro4's thread server (one worker per connection for its whole life, connections refused
+when the pool is full), a worker here only holds a connection while it is busy:
+
+* **parked** connections sit in one selector owned by the *parker* thread. They cost no thread,
+  so thousands of idle proxies are fine; COMMTIMEOUT housekeeping closes those that received
+  nothing (idle, or stuck mid-message) for longer than COMMTIMEOUT.
+* when a parked connection becomes readable it is unregistered and queued as a *job*; new
+  connections from the accept loop are queued too (and first wait briefly for their handshake).
+* a **worker** (the pool grows from THREADPOOL_SIZE_MIN to THREADPOOL_SIZE threads; extra idle
+  ones exit after :attr:`ThreadServer.WORKER_IDLE_TIMEOUT`) serves its connection in a loop:
+  :meth:`~ServerType.service`, then wait for the next request on ``[connection, pressure]`` for
+  :attr:`ThreadServer.LINGER` seconds. A busy client thus keeps its worker and gets bare-socket
+  latency. When the linger runs out the connection is parked again (a partial message stays in
+  its reader), so a slowloris client costs a selector entry, not a thread.
+* the shared **pressure** fd is readable while jobs wait with no idle worker and the pool at its
+  maximum: a lingering worker then parks its connection (or requeues it when it is readable) and
+  takes the waiting job, so 1,000 connections share 40 workers fairly.
+
+A connection is always in exactly one place (parked, queued, or owned by one worker), so the
+calls of one connection never run concurrently. ``loop()`` runs the accept loop in the caller's
+thread; ``events()``/``sockets`` expose only the listener (Pyro4 semantics); ``shutdown()`` from
+any thread, including a worker inside a remote call, makes ``loop()`` return promptly.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import select
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pyroplug.core import errors
+from pyroplug.core.hookspec import hookimpl
+from pyroplug.core.servertype import ServerType
+
+if TYPE_CHECKING:
+    from pyroplug.core.config import Config
+    from pyroplug.core.transport import Connection
+
+__all__ = ["ThreadServer", "pyroplug_server_types"]
+
+log = logging.getLogger(__name__)
+_monotonic = time.monotonic
+
+#: a job: a connection, and whether it is known to be readable now
+Job = tuple["Connection", bool]
+
+
+def _socketpair() -> tuple[socket.socket, socket.socket]:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    return a, b
+
+
+def _drain(sock: socket.socket) -> None:
+    try:
+        while sock.recv(4096):
+            pass
+    except OSError:
+        pass
+
+
+def _poke(sock: socket.socket) -> None:
+    try:
+        sock.send(b"\0")
+    except OSError:  # buffer full (a wakeup is pending anyway) or closed
+        pass
+
+
+class _Waiter:
+    """Waits until one connection's fd or the shared pressure fd is readable."""
+
+    __slots__ = ("_poll", "_pressure_fd", "_fd")
+
+    def __init__(self, pressure_fd: int) -> None:
+        self._pressure_fd = pressure_fd
+        self._fd = -1
+        self._poll = select.poll() if hasattr(select, "poll") else None
+        if self._poll is not None:
+            self._poll.register(pressure_fd, select.POLLIN)
+
+    def watch(self, fd: int) -> None:
+        self._fd = fd
+        if self._poll is not None:
+            self._poll.register(fd, select.POLLIN)
+
+    def unwatch(self) -> None:
+        if self._poll is not None and self._fd >= 0:
+            try:
+                self._poll.unregister(self._fd)
+            except KeyError:
+                pass
+        self._fd = -1
+
+    def wait(self, timeout: float) -> tuple[bool, bool]:
+        """(connection readable or hung up, pressure) after at most ``timeout`` seconds."""
+        if self._poll is not None:
+            events = self._poll.poll(timeout * 1000.0)
+            ready = pressure = False
+            for fd, _mask in events:
+                if fd == self._fd:
+                    ready = True
+                else:
+                    pressure = True
+            return ready, pressure
+        readable, _, _ = select.select([self._fd, self._pressure_fd], [], [], timeout)  # pragma: no cover
+        return self._fd in readable, self._pressure_fd in readable  # pragma: no cover
+
+
+class _Worker(threading.Thread):
+    _ids = itertools.count(1)
+
+    def __init__(self, pool: _Pool, first_job: Job) -> None:
+        super().__init__(name=f"pyroplug-worker-{next(self._ids)}", daemon=True)
+        self.pool = pool
+        self.job: Job | None = first_job
+        self.wake = threading.Lock()
+        self.wake.acquire()  # released by the pool to hand this (idle) worker a job
+        self.waiter = _Waiter(pool.pressure_fd)
+
+    def run(self) -> None:
+        pool = self.pool
+        server = pool.server
+        job, self.job = self.job, None
+        try:
+            while job is not None:
+                conn, ready = job
+                try:
+                    job = server._serve(conn, ready, self.waiter)
+                except BaseException:  # a bug in the server itself: keep the worker alive
+                    log.exception("worker %s: unexpected error serving %r", self.name, conn)
+                    server.drop(conn)
+                    job = None
+                if job is None:
+                    job = pool.next_job(self)
+        finally:
+            pool.worker_exited(self)
+
+
+class _Pool:
+    """The elastic worker pool with direct hand-off to idle workers and a pressure signal."""
+
+    def __init__(self, server: ThreadServer, size_min: int, size_max: int, idle_timeout: float) -> None:
+        self.server = server
+        self.size_max = max(1, size_max)
+        self.size_min = min(max(0, size_min), self.size_max)
+        self.idle_timeout = idle_timeout
+        self._lock = threading.Lock()
+        self._queue: collections.deque[Job] = collections.deque()
+        self._idle: list[_Worker] = []  # a stack: the most recently idle worker is reused first
+        self.workers: set[_Worker] = set()
+        self._pressure_r, self._pressure_w = _socketpair()
+        self.pressure_fd = self._pressure_r.fileno()
+        #: True while jobs wait with no idle worker and the pool at its maximum (read without the lock)
+        self.pressure = False
+        self.closed = False
+
+    def _set_pressure(self, on: bool) -> None:  # with the lock held
+        if on != self.pressure:
+            self.pressure = on
+            if on:
+                _poke(self._pressure_w)
+            else:
+                _drain(self._pressure_r)
+
+    def submit(self, conn: Connection, ready: bool) -> bool:
+        """Hand a job to an idle worker, a new worker, or the queue; False once the pool is closed."""
+        with self._lock:
+            if self.closed:
+                return False
+            if self._idle:
+                worker = self._idle.pop()
+                worker.job = (conn, ready)
+                worker.wake.release()
+                return True
+            if len(self.workers) < self.size_max:
+                worker = _Worker(self, (conn, ready))
+                self.workers.add(worker)
+                worker.start()
+                return True
+            self._queue.append((conn, ready))
+            self._set_pressure(True)
+            return True
+
+    def try_claim(self) -> Job | None:
+        """A waiting job, if there is one (called by a worker that will give up its connection)."""
+        with self._lock:
+            if not self._queue or self.closed:
+                return None
+            job = self._queue.popleft()
+            if not self._queue:
+                self._set_pressure(False)
+            return job
+
+    def next_job(self, worker: _Worker) -> Job | None:
+        """The next job for ``worker``; waits while idle. None: the worker should exit."""
+        with self._lock:
+            if self.closed:
+                return None
+            if self._queue:
+                job = self._queue.popleft()
+                if not self._queue:
+                    self._set_pressure(False)
+                return job
+            self._idle.append(worker)
+        while True:
+            woken = worker.wake.acquire(timeout=self.idle_timeout)
+            with self._lock:
+                if not woken and worker in self._idle:
+                    if len(self.workers) > self.size_min and not self.closed:
+                        self._idle.remove(worker)
+                        return None
+                    continue
+                if not woken:  # claimed just as the wait timed out: the release already happened
+                    worker.wake.acquire()
+                handed, worker.job = worker.job, None
+                return handed
+
+    def worker_exited(self, worker: _Worker) -> None:
+        with self._lock:
+            self.workers.discard(worker)
+            if worker in self._idle:
+                self._idle.remove(worker)
+            if self._queue and not self.closed and len(self.workers) < self.size_max:
+                # a worker died with jobs waiting (it should not): start a replacement
+                replacement = _Worker(self, self._queue.popleft())
+                self.workers.add(replacement)
+                replacement.start()
+                if not self._queue:
+                    self._set_pressure(False)
+
+    def close(self) -> list[Job]:
+        """Stop handing out jobs, release idle workers, wake lingering ones; returns the queued jobs."""
+        with self._lock:
+            self.closed = True
+            queued = list(self._queue)
+            self._queue.clear()
+            for worker in self._idle:
+                worker.job = None
+                worker.wake.release()
+            self._idle.clear()
+            _poke(self._pressure_w)  # stays readable: every lingering worker notices the close
+            self.pressure = True
+            return queued
+
+    def release_fds(self) -> None:
+        self._pressure_r.close()
+        self._pressure_w.close()
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
+
+class _Parker(threading.Thread):
+    """Owns the parked connections: hands readable ones to the pool, enforces COMMTIMEOUT, housekeeps."""
+
+    def __init__(self, server: ThreadServer) -> None:
+        super().__init__(name="pyroplug-parker", daemon=True)
+        self.server = server
+        self.selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = _socketpair()
+        self.selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._incoming: collections.deque[Connection] = collections.deque()
+        self.stopping = False
+
+    def park(self, conn: Connection) -> None:
+        """Give ``conn`` back to the selector (from any thread)."""
+        self._incoming.append(conn)
+        _poke(self._wake_w)
+
+    def stop(self) -> None:
+        self.stopping = True
+        _poke(self._wake_w)
+
+    def run(self) -> None:
+        server = self.server
+        pool = server.pool
+        selector = self.selector
+        interval = server.housekeeping_interval
+        next_housekeeping = _monotonic() + interval
+        try:
+            while not self.stopping:
+                ready = selector.select(max(0.0, next_housekeeping - _monotonic()))
+                for key, _mask in ready:
+                    conn = key.data
+                    if conn is None:
+                        _drain(self._wake_r)
+                        continue
+                    selector.unregister(key.fileobj)
+                    if not pool.submit(conn, True):
+                        server.drop(conn)
+                self._register_incoming()
+                now = _monotonic()
+                if now >= next_housekeeping and not self.stopping:
+                    next_housekeeping = now + interval
+                    self._expire(now)
+                    server.call_housekeeping()
+        except Exception:
+            if not self.stopping:
+                log.exception("parker thread failed")
+                raise
+
+    def _register_incoming(self) -> None:
+        while self._incoming:
+            conn = self._incoming.popleft()
+            try:
+                self.selector.register(conn, selectors.EVENT_READ, conn)
+            except (KeyError, ValueError, OSError) as exc:
+                self.server.service_failed(conn, exc)
+
+    def _expire(self, now: float) -> None:
+        server = self.server
+        if server.config.COMMTIMEOUT <= 0:
+            return
+        for key in list(self.selector.get_map().values()):
+            conn = key.data
+            if conn is not None and server.expired(conn, now):
+                log.info("closing %r: nothing received for COMMTIMEOUT (%ss)", conn, server.config.COMMTIMEOUT)
+                self.selector.unregister(key.fileobj)
+                server.drop(conn)
+
+    def parked(self) -> list[Connection]:
+        """The parked connections, plus those about to be registered."""
+        try:
+            result = [key.data for key in list(self.selector.get_map().values()) if key.data is not None]
+        except RuntimeError:  # the map changed while we copied it: not worth a lock for diagnostics
+            result = []
+        return result + list(self._incoming)
+
+    def take_all(self) -> list[Connection]:
+        """Unregister and return every parked connection (after the thread has stopped)."""
+        self._register_incoming_silently()
+        conns = []
+        for key in list(self.selector.get_map().values()):
+            if key.data is not None:
+                conns.append(key.data)
+                try:
+                    self.selector.unregister(key.fileobj)
+                except (KeyError, ValueError):
+                    pass
+        return conns
+
+    def _register_incoming_silently(self) -> None:
+        while self._incoming:
+            conn = self._incoming.popleft()
+            try:
+                self.selector.register(conn, selectors.EVENT_READ, conn)
+            except (KeyError, ValueError, OSError):
+                self.server.drop(conn)
+
+    def release_fds(self) -> None:
+        self.selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+class ThreadServer(ServerType):
+    """Worker-pool server type (SERVERTYPE ``thread``) that parks idle connections in a selector."""
+
+    name: ClassVar[str] = "thread"
+    #: seconds a worker waits on its connection for the next request before parking it
+    LINGER: ClassVar[float] = 0.25
+    #: seconds an idle worker above THREADPOOL_SIZE_MIN waits for a job before it exits
+    WORKER_IDLE_TIMEOUT: ClassVar[float] = 10.0
+    #: at most this many connections are accepted per readiness of the listener
+    ACCEPT_BATCH: ClassVar[int] = 1024
+    #: how long close() waits for workers and the parker thread, in total
+    CLOSE_WAIT: ClassVar[float] = 3.0
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.pool = _Pool(self, config.THREADPOOL_SIZE_MIN, config.THREADPOOL_SIZE, self.WORKER_IDLE_TIMEOUT)
+        self._parker: _Parker | None = None
+        self._start_lock = threading.Lock()
+        self._loop_wake_r, self._loop_wake_w = _socketpair()
+        self._shutdown = False
+        self._closed = False
+
+    # --- starting ----------------------------------------------------------------------------
+    def _ensure_started(self) -> _Parker:
+        parker = self._parker
+        if parker is None:
+            with self._start_lock:
+                parker = self._parker
+                if parker is None:
+                    parker = _Parker(self)
+                    parker.start()
+                    self._parker = parker
+        return parker
+
+    # --- accepting ---------------------------------------------------------------------------
+    def loop(self, loop_condition: Callable[[], bool] = lambda: True) -> None:
+        """Accept connections in this thread until shutdown() or ``loop_condition()`` is False."""
+        if self._closed:
+            return
+        listener = self.listener
+        assert listener is not None
+        self._ensure_started()
+        poll_timeout = self.config.POLLTIMEOUT if self.config.POLLTIMEOUT > 0 else 2.0
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._loop_wake_r, selectors.EVENT_READ, False)
+            selector.register(listener.sock or listener, selectors.EVENT_READ, True)
+            while not self._shutdown and loop_condition():
+                try:
+                    ready = selector.select(poll_timeout)
+                except (OSError, ValueError):
+                    if self._closed:
+                        break
+                    raise
+                for key, _mask in ready:
+                    if key.data:
+                        self._accept_pending()
+                    else:
+                        _drain(self._loop_wake_r)
+
+    def events(self, eventsockets: Iterable[Any]) -> None:
+        """Accept the pending connections when the listener is among ``eventsockets`` (Pyro4 semantics)."""
+        if self._closed or self.listener is None:
+            return
+        listener_fd = self.listener.fileno()
+        for obj in eventsockets:
+            fd = obj if isinstance(obj, int) else getattr(obj, "fileno", lambda: -1)()
+            if fd == listener_fd:
+                self._ensure_started()
+                self._accept_pending()
+                return
+
+    @property
+    def sockets(self) -> list[Any]:
+        """Only the listener: connections are owned by the parker thread and the workers."""
+        if self.listener is None or self._closed:
+            return []
+        return [self.listener.sock or self.listener]
+
+    def _accept_pending(self) -> None:
+        listener, handler = self.listener, self.handler
+        assert listener is not None and handler is not None
+        for _ in range(self.ACCEPT_BATCH):
+            if self._shutdown:
+                return
+            try:
+                conn = listener.accept()
+            except errors.CommunicationError as exc:
+                if not self._closed:
+                    log.warning("accept failed: %s", exc)
+                    time.sleep(0.01)  # out of descriptors: give the clients a moment to go away
+                return
+            if conn is None:
+                return
+            conn.last_activity = _monotonic()
+            try:
+                handler.connection_opened(conn)
+            except Exception as exc:
+                self.service_failed(conn, exc)
+                continue
+            if not self.pool.submit(conn, False):
+                self.drop(conn)
+
+    # --- serving (runs in workers) -------------------------------------------------------------
+    def _serve(self, conn: Connection, ready: bool, waiter: _Waiter) -> Job | None:
+        """Serve ``conn`` while it stays busy; returns a job taken over under pressure, else None."""
+        pool = self.pool
+        try:
+            fd = conn.fileno()
+        except (OSError, ValueError):
+            fd = -1
+        if fd < 0:
+            self.drop(conn)
+            return None
+        waiter.watch(fd)
+        try:
+            linger = self.LINGER
+            deadline = 0.0
+            while True:
+                if ready:
+                    try:
+                        self.service(conn)
+                        while conn.buffered():
+                            self.service(conn)
+                    except BaseException as exc:  # noqa: B036 - the handler must never kill a worker
+                        self.service_failed(conn, exc)
+                        return None
+                    if pool.closed:
+                        self.drop(conn)
+                        return None
+                    if pool.pressure:
+                        job = pool.try_claim()
+                        if job is not None:
+                            self._hand_back(conn, waiter.wait(0)[0])
+                            return job
+                    deadline = 0.0
+                now = _monotonic()
+                if not deadline:
+                    deadline = now + linger
+                elif now >= deadline:
+                    self._park(conn)
+                    return None
+                ready, pressure = waiter.wait(deadline - now)
+                if pressure:
+                    if pool.closed:
+                        self.drop(conn)
+                        return None
+                    job = pool.try_claim()
+                    if job is not None:
+                        self._hand_back(conn, ready)
+                        return job
+                elif not ready:
+                    self._park(conn)
+                    return None
+        finally:
+            waiter.unwatch()
+
+    def _hand_back(self, conn: Connection, readable: bool) -> None:
+        """Give up ``conn`` to take another job: requeue it when it has a request waiting, else park it."""
+        if readable:
+            if not self.pool.submit(conn, True):
+                self.drop(conn)
+        else:
+            self._park(conn)
+
+    def _park(self, conn: Connection) -> None:
+        parker = self._parker
+        if parker is None or parker.stopping:
+            self.drop(conn)
+        else:
+            parker.park(conn)
+
+    # --- stopping ----------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Make loop() return promptly; safe from any thread, including a worker inside a call."""
+        self._shutdown = True
+        _poke(self._loop_wake_w)
+
+    def close(self) -> None:
+        """Close the listener and every connection; waits (bounded) for the parker and the workers.
+
+        A connection whose worker is still inside a remote call is closed when that call returns.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self.shutdown()
+        if self.listener is not None:
+            self.listener.close()
+        deadline = _monotonic() + self.CLOSE_WAIT
+        parker = self._parker
+        if parker is not None:
+            parker.stop()
+            if parker is not threading.current_thread():
+                parker.join(max(0.0, deadline - _monotonic()))
+        for conn, _ready in self.pool.close():
+            self.drop(conn)
+        if parker is not None:
+            for conn in parker.take_all():
+                self.drop(conn)
+        current = threading.current_thread()
+        for worker in list(self.pool.workers):
+            if worker is not current:
+                worker.join(max(0.0, deadline - _monotonic()))
+        busy = [w for w in self.pool.workers if w.is_alive() and w is not current]
+        if busy:
+            log.warning("closed with %d worker(s) still busy in a remote call", len(busy))
+        else:
+            self.pool.release_fds()
+            if parker is not None and not parker.is_alive():
+                parker.release_fds()
+        self._loop_wake_r.close()
+        self._loop_wake_w.close()
+
+    # --- diagnostics -------------------------------------------------------------------------
+    @property
+    def connections(self) -> list[Connection]:
+        """Parked connections (those busy in a worker or queued are not listed)."""
+        return self._parker.parked() if self._parker is not None else []
+
+    def __repr__(self) -> str:
+        location = getattr(self.listener, "location", None)
+        return (
+            f"<{type(self).__name__} on {location}; {len(self.pool.workers)} workers "
+            f"({self.pool.idle_count} idle), {len(self.connections)} parked>"
+        )
+
+
+@hookimpl
+def pyroplug_server_types() -> Sequence[type[ServerType]]:
+    """The thread server type."""
+    return (ThreadServer,)
