@@ -1,0 +1,167 @@
+"""The pickle serializer (id 4, unsafe): native pickles that name classes as stock Pyro4 does."""
+
+from __future__ import annotations
+
+import io
+import pickle as _pickle
+from typing import Any, ClassVar
+
+from pyroplug.core import errors
+from pyroplug.core.hookspec import hookimpl
+from pyroplug.core.serializer import (
+    CallTuple,
+    Serializer,
+    check_call,
+    class_for_pyro4_global,
+    pyro4_global,
+    wrap_error,
+)
+
+__all__ = ["PickleSerializer", "Pyro4NamesMixin", "Pyro4NamesUnpicklerMixin", "pyroplug_serializers"]
+
+#: pickles mentioning this contain pyroplug classes that must be renamed to their Pyro4 names
+_OWN_MODULES = b"pyroplug.core"
+#: pickles mentioning this may name Pyro4 classes that map to pyroplug classes
+_PYRO4 = b"Pyro4."
+
+
+class Pyro4NamesMixin:
+    """For Python-level picklers: write pyroplug's wire classes under their Pyro4 global names.
+
+    ``pyroplug.core.errors.X`` becomes ``Pyro4.errors.X``, URI ``Pyro4.core.URI``, and so on; the opcodes
+    are those pickle itself writes for a global (STACK_GLOBAL from protocol 4, GLOBAL before).
+    The optional ``replace`` attribute is the serializer's replace hook (autoproxy).
+    """
+
+    replace: Any = None
+
+    def save(self, obj: Any, save_persistent_id: bool = True) -> None:  # noqa: D102 - pickle API
+        if type(obj) is type and id(obj) not in self.memo:  # type: ignore[attr-defined]
+            names = pyro4_global(obj)
+            if names is not None:
+                self.framer.commit_frame()  # type: ignore[attr-defined]
+                self._save_pyro4_global(obj, *names)
+                return
+        super().save(obj, save_persistent_id)  # type: ignore[misc]
+
+    def _save_pyro4_global(self, obj: type, module: str, name: str) -> None:
+        if self.proto >= 4:  # type: ignore[attr-defined]
+            self.save(module)
+            self.save(name)
+            self.write(_pickle.STACK_GLOBAL)  # type: ignore[attr-defined]
+        else:
+            self.write(_pickle.GLOBAL + module.encode("ascii") + b"\n" + name.encode("ascii") + b"\n")  # type: ignore[attr-defined]
+        self.memoize(obj)  # type: ignore[attr-defined]
+
+    def reducer_override(self, obj: Any) -> Any:  # noqa: D102 - pickle API
+        replace = self.replace
+        if replace is not None and type(obj) is not type:
+            replaced = replace(obj)
+            if replaced is not obj:
+                return replaced.__reduce_ex__(self.proto)  # type: ignore[attr-defined]
+        return NotImplemented
+
+
+class Pyro4NamesUnpicklerMixin:
+    """For unpicklers: ``Pyro4.core.URI``, ``Pyro4.errors.X``, ``Pyro4.futures._ExceptionWrapper`` (and
+    Proxy, Daemon) load as the pyroplug classes."""
+
+    def find_class(self, module: str, name: str) -> Any:  # noqa: D102 - pickle API
+        if module.startswith("Pyro4."):
+            cls = class_for_pyro4_global(module, name)
+            if cls is not None:
+                return cls
+        return super().find_class(module, name)  # type: ignore[misc]
+
+
+class _RenamingPickler(Pyro4NamesMixin, _pickle._Pickler):  # type: ignore[misc,name-defined]
+    """The pure-Python pickler with Pyro4 names: used only when the fast pickle mentions pyroplug classes."""
+
+
+class _ReplacingPickler(_pickle.Pickler):
+    """The C pickler with the replace hook (autoproxy)."""
+
+    def __init__(self, file: Any, protocol: int, replace: Any) -> None:
+        super().__init__(file, protocol)
+        self._replace = replace
+
+    def reducer_override(self, obj: Any) -> Any:  # noqa: D102 - pickle API
+        if type(obj) is not type:
+            replaced = self._replace(obj)
+            if replaced is not obj:
+                return replaced.__reduce_ex__(self.proto)  # type: ignore[attr-defined]
+        return NotImplemented
+
+
+class _Unpickler(Pyro4NamesUnpicklerMixin, _pickle.Unpickler):
+    """The C unpickler with Pyro4 names mapped to pyroplug classes."""
+
+
+class PickleSerializer(Serializer):
+    """Pyro4's pickle format at ``PICKLE_PROTOCOL_VERSION``. Unsafe: loading runs code.
+
+    pyroplug classes are written under stock Pyro4's names, so the bytes match a Pyro4 peer's for the same
+    values and each side unpickles the other's errors, URIs, proxies and exception wrappers.
+    The fast C pickler runs first; only when its output mentions ``pyroplug.core`` is the value pickled
+    again by the Python pickler, which renames the classes.
+    """
+
+    name: ClassVar[str] = "pickle"
+    serializer_id: ClassVar[int] = 4
+    safe: ClassVar[bool] = False
+    roundtrip_types = frozenset({
+        "none", "bool", "int", "bigint", "float", "nan", "str", "bytes", "bytearray", "tuple", "list", "dict",
+        "intkeys", "set", "emptyset", "frozenset", "complex", "datetime", "date",
+    })
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.protocol = int(config.PICKLE_PROTOCOL_VERSION)
+        if self.protocol < 2:
+            raise errors.PluginError("PICKLE_PROTOCOL_VERSION must be 2 or higher")
+        self._fast_dumps = _pickle.dumps
+        self._fast_loads = _pickle.loads
+
+    def dumps(self, data: Any) -> bytes:
+        """Pickle a value, naming pyroplug classes as Pyro4 does."""
+        try:
+            if self.replace is None:
+                out = self._fast_dumps(data, self.protocol)
+            else:
+                buf = io.BytesIO()
+                _ReplacingPickler(buf, self.protocol, self.replace).dump(data)
+                out = buf.getvalue()
+            if _OWN_MODULES in out:
+                buf = io.BytesIO()
+                pickler = _RenamingPickler(buf, self.protocol)
+                pickler.replace = self.replace
+                pickler.dump(data)
+                out = buf.getvalue()
+            return out
+        except errors.PyroError:
+            raise
+        except Exception as exc:
+            raise wrap_error(exc, "pickle cannot serialize") from exc
+
+    def loads(self, data: bytes | bytearray | memoryview) -> Any:
+        """Unpickle a value; Pyro4 class names load as pyroplug classes."""
+        try:
+            if type(data) is memoryview:
+                data = data.tobytes()
+            if _PYRO4 in data:
+                return _Unpickler(io.BytesIO(data)).load()
+            return self._fast_loads(data)
+        except errors.PyroError:
+            raise
+        except Exception as exc:
+            raise wrap_error(exc, "invalid pickle data") from exc
+
+    def loads_call(self, data: bytes | bytearray | memoryview) -> CallTuple:
+        """Unpickle a call 4-tuple."""
+        return check_call(self.loads(data))
+
+
+@hookimpl
+def pyroplug_serializers() -> tuple[type[Serializer], ...]:
+    """The pickle serializer (standard library; never accepted unless listed in SERIALIZERS_ACCEPTED)."""
+    return (PickleSerializer,)
