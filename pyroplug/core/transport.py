@@ -156,9 +156,14 @@ class Connection(ABC):
             raise errors.ConnectionClosedError("receiving: connection closed")
         reader.buffer_updated(n)
 
-    # Pyro4's SocketConnection names
-    setTimeout = settimeout  # noqa: N815
-    getTimeout = gettimeout  # noqa: N815
+    # Pyro4's SocketConnection names (methods, so that subclasses' overrides are used)
+    def setTimeout(self, timeout: float | None) -> None:  # noqa: N802
+        """Pyro4 spelling of :meth:`settimeout`."""
+        self.settimeout(timeout)
+
+    def getTimeout(self) -> float | None:  # noqa: N802
+        """Pyro4 spelling of :meth:`gettimeout`."""
+        return self.gettimeout()
 
 
 class SocketConnection(Connection):

@@ -46,11 +46,10 @@ class UnixListener(SocketListener):
     def __init__(self, sock: socket.socket, address: str, config: Config) -> None:
         super().__init__(sock, "./u:" + address, config)
         self.address = address
-        self._file_id: tuple[int, int] | None = None
+        self._file_id: tuple[int, int, int] | None = None
         if not _is_abstract(address):
             try:
-                st = os.stat(address)
-                self._file_id = (st.st_dev, st.st_ino)
+                self._file_id = _identity(address)
             except OSError:
                 pass
 
@@ -66,11 +65,16 @@ class UnixListener(SocketListener):
         if file_id is None:
             return
         try:  # remove the file only while it is still ours (a new server may have replaced it)
-            st = os.stat(self.address)
-            if (st.st_dev, st.st_ino) == file_id:
+            if _identity(self.address) == file_id:
                 os.unlink(self.address)
         except OSError:
             pass
+
+
+def _identity(path: str) -> tuple[int, int, int]:
+    """Device, inode and ctime of a file: inode numbers are reused at once, so ctime tells files apart."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_ctime_ns
 
 
 class UnixTransport(Transport):
