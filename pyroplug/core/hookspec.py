@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pyroplug.core.serializer import Serializer
     from pyroplug.core.servertype import ServerType
     from pyroplug.core.transport import Transport
+    from pyroplug.naming.storage import Storage
 
 #: project name of the markers AND the entry-point group plugins are loaded from
 NAME = "pyroplug"
@@ -55,4 +56,15 @@ def pyroplug_transports() -> Sequence[type[Transport]]:
     Called once per registry build. Each class subclasses :class:`pyroplug.plugin.Transport` and sets
     ``location_kind``: ``"tcp"`` for ``host:port`` locations, or the ``KIND`` of ``./KIND:address``
     locations (``"u"`` is the unix socket transport).
+    """
+
+
+@hookspec
+def pyroplug_ns_storages() -> Sequence[type[Storage]]:
+    """Return the name-server storage classes this plugin provides.
+
+    Called once per registry build. Each class subclasses :class:`pyroplug.naming.storage.Storage` and
+    sets ``scheme``: the part before the first ``:`` of the storage string that selects it (the name
+    server's ``-s/--storage`` option, e.g. ``memory``, ``sql:/var/ns.sqlite``, ``dbm:ns.dbm``). A plugin
+    whose optional dependency is missing returns an empty sequence.
     """

@@ -31,6 +31,9 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "pyroplug.plugins.servers.multiplex",
     "pyroplug.plugins.transports.tcp",
     "pyroplug.plugins.transports.unix",
+    "pyroplug.naming.storages.memory",
+    "pyroplug.naming.storages.sql",
+    "pyroplug.naming.storages.dbm",
 )
 
 _lock = threading.Lock()

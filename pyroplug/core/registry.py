@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pyroplug.core.serializer import Serializer
     from pyroplug.core.servertype import ServerType
     from pyroplug.core.transport import Transport
+    from pyroplug.naming.storage import Storage
 
 __all__ = ["EXTRAS", "Registry", "get_registry", "invalidate"]
 
@@ -82,6 +83,8 @@ class Registry:
     server_types: Mapping[str, type[ServerType]]
     transports: Mapping[str, type[Transport]]
     origins: Mapping[type, object]
+    #: name-server storages by scheme (``memory``, ``sql``, ``dbm``, ...)
+    storages: Mapping[str, type[Storage]] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def build(cls, pm: pluggy.PluginManager) -> Registry:
@@ -89,10 +92,12 @@ class Registry:
         from pyroplug.core.serializer import Serializer
         from pyroplug.core.servertype import ServerType
         from pyroplug.core.transport import Transport
+        from pyroplug.naming.storage import Storage
 
         ser = _results(pm, "pyroplug_serializers", Serializer)
         srv = _results(pm, "pyroplug_server_types", ServerType)
         trn = _results(pm, "pyroplug_transports", Transport)
+        sto = _results(pm, "pyroplug_ns_storages", Storage)
         for _plugin, klass in ser:
             sid = getattr(klass, "serializer_id", None)
             if sid is not None and (type(sid) is not int or not 0 < sid < 65536):
@@ -102,7 +107,8 @@ class Registry:
             serializers_by_id=MappingProxyType(_index("serializer", "serializer_id", ser)),
             server_types=MappingProxyType(_index("server type", "name", srv)),
             transports=MappingProxyType(_index("transport", "location_kind", trn)),
-            origins=MappingProxyType({k: p for p, k in ser + srv + trn}),
+            origins=MappingProxyType({k: p for p, k in ser + srv + trn + sto}),
+            storages=MappingProxyType(_index("name-server storage", "scheme", sto)),
         )
 
     def serializer(self, name: str) -> type[Serializer]:
@@ -138,6 +144,13 @@ class Registry:
         except KeyError:
             raise PluginError(self._missing("transport for location kind", location_kind, self.transports)) from None
 
+    def storage(self, scheme: str) -> type[Storage]:
+        """The name-server storage class for a storage scheme (``memory``, ``sql``, ``dbm``, ...)."""
+        try:
+            return self.storages[scheme]
+        except KeyError:
+            raise PluginError(self._missing("name-server storage", scheme, self.storages)) from None
+
     def provided_by(self, plugin: object) -> str:
         """A readable summary of what one plugin object provides."""
         parts = []
@@ -145,6 +158,7 @@ class Registry:
             ("serializer", self.serializers, "name"),
             ("server type", self.server_types, "name"),
             ("transport", self.transports, "location_kind"),
+            ("name-server storage", self.storages, "scheme"),
         ):
             names = sorted(
                 str(getattr(c, attr)) + (f" (id {getattr(c, 'serializer_id', '?')})" if kind == "serializer" else "")
