@@ -266,6 +266,9 @@ class Daemon:
         self._closed = True
         self._shutdown_requested.set()
         self.streams.clear()
+        for object_id in [k for k in self.objectsById if k != DAEMON_NAME]:
+            if getattr(self.objectsById[object_id], "_pyroDaemon", None) is self:
+                self.unregister(object_id)  # the objects may be registered again elsewhere
         self.transportServer.close()
         if self._oneway_pool is not None:
             self._oneway_pool.close()
@@ -448,7 +451,12 @@ class Daemon:
                     self._oneway_pool.submit(_run_oneway, func, vargs, kwargs, ctx.to_global())
                     return
                 is_callback = method in members.callbacks
-                data = func(*vargs, **kwargs)
+                try:
+                    data = func(*vargs, **kwargs)
+                except Exception as exc:  # the user's own error always goes back to the caller
+                    if flags & FLAGS_ONEWAY:
+                        raise
+                    raise _UserError(exc) from exc
                 if type(data) not in _NOT_STREAMS and not flags & FLAGS_ONEWAY:
                     if self._maybe_stream(conn, ser, seq, data):
                         return
@@ -460,6 +468,12 @@ class Daemon:
                 *encode_parts(MSG_RESULT, payload, ser.serializer_id, reply_flags, seq, ann, self.__hmac_key,
                               self.config.COMPRESSION, self.config.MAX_MESSAGE_SIZE)
             )
+        except _UserError as wrapped:
+            exc = wrapped.error
+            log.debug("exception in remote call: %r", exc)
+            self._send_exception(conn, seq, ser, exc, formatTraceback(type(exc), exc, exc.__traceback__, self.config.DETAILED_TRACEBACK))
+            if is_callback:
+                raise exc from None
         except Exception as exc:
             if isinstance(exc, errors.ConnectionClosedError):
                 raise
@@ -557,6 +571,13 @@ class Daemon:
         serve_simple(objects, host, port, daemon, ns, verbose)
 
 
+class _UserError(Exception):
+    """Carries an exception raised by the called method itself (never a communication failure of ours)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
 def _create_instance(clazz: type, creator: Callable[[type], Any] | None) -> Any:
     if creator is None:
         return clazz()
@@ -605,5 +626,13 @@ def _autoproxy(obj: Any) -> Any:
     """Serializer replace hook: a registered object of an AUTOPROXY daemon travels as a proxy."""
     daemon = getattr(obj, "_pyroDaemon", None)
     if isinstance(daemon, Daemon) and not daemon._closed and daemon.config.AUTOPROXY and not isinstance(obj, type):
-        return daemon.proxyFor(obj)
+        proxy = daemon.proxyFor(obj)
+        # Give the proxy a serializer its daemon accepts: the one of the call being answered (the
+        # caller evidently speaks it), else the daemon's default when accepted, else any accepted one.
+        ser = daemon._serializers.get(current_context.serializer_id)
+        if ser is not None:
+            proxy._pyroSerializer = ser.name
+        elif not any(s.name == daemon.config.SERIALIZER for s in daemon._serializers.values()):
+            proxy._pyroSerializer = min(s.name for s in daemon._serializers.values())
+        return proxy
     return obj

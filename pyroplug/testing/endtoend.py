@@ -117,6 +117,7 @@ class DaemonProxyConformance:
     def test_oneway_returns_at_once(self, stack: Stack) -> None:
         stack.calc.oneway_event.clear()
         with stack.proxy() as p:
+            p._pyroBind()
             assert "record_slowly" in p._pyroOneway
             start = time.perf_counter()
             assert p.record_slowly("late", 0.5) is None
@@ -127,6 +128,7 @@ class DaemonProxyConformance:
 
     def test_properties(self, stack: Stack) -> None:
         with stack.proxy() as p:
+            p._pyroBind()
             assert p._pyroAttrs >= {"value", "readonly"}
             assert p.readonly == "fixed"
             p.value = 99
@@ -137,6 +139,7 @@ class DaemonProxyConformance:
 
     def test_metadata_and_unknown_names(self, stack: Stack) -> None:
         with stack.proxy() as p:
+            p._pyroBind()
             assert {"add", "echo", "fail", "__dunder__", "__len__"} <= p._pyroMethods
             assert "record" in p._pyroOneway
             assert "_private" not in p._pyroMethods and "plain_attribute" not in p._pyroMethods
