@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import socket
+import time
 from typing import TYPE_CHECKING
 
 from pyroplug.core import errors
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 BROADCAST_REQUEST = b"GET_NSURI"
 BROADCAST_TIMEOUT = 0.7
 BROADCAST_ATTEMPTS = 3
+#: Debian and Ubuntu map the host name to this loopback address; locateNS tries it too
+DEBIAN_HOST_ADDRESS = "127.0.1.1"
 
 
 def _bound_proxy(uri: str | URI, hmac_key: bytes | str | None) -> Proxy:
@@ -42,28 +46,52 @@ def _location(host: str, port: int) -> str:
 
 
 def broadcast_locate(port: int | None = None, timeout: float = BROADCAST_TIMEOUT, attempts: int = BROADCAST_ATTEMPTS) -> str | None:
-    """Ask name servers on the local network for their URI (UDP ``GET_NSURI``); the URI text or None."""
+    """Ask name servers on the local network for their URI (UDP ``GET_NSURI``); the URI text or None.
+
+    The request goes to every address in BROADCAST_ADDRS on ``port`` (default NS_BCPORT); each attempt
+    waits ``timeout`` seconds for a reply. Replies that are not a valid PYRO URI are ignored.
+    """
     port = port or config.NS_BCPORT
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         if config.SOCK_REUSE:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.settimeout(timeout)
         for _ in range(attempts):
             for addr in config.parseAddressesString(config.BROADCAST_ADDRS):
                 try:
                     sock.sendto(BROADCAST_REQUEST, (addr, port))
                 except OSError:
                     continue  # an address this host cannot send to (no broadcast route, ...)
-            try:
-                data, _ = sock.recvfrom(100)
-            except (socket.timeout, OSError):
-                continue
-            return data.decode("iso-8859-1")
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                try:
+                    data, _ = sock.recvfrom(100)
+                except TimeoutError:
+                    break
+                except OSError:  # e.g. ICMP port unreachable from an address nobody listens on
+                    continue
+                text = data.decode("iso-8859-1")
+                try:
+                    if URI(text).protocol == "PYRO":
+                        return text
+                except errors.PyroError:
+                    pass
+                log.debug("ignored an invalid broadcast reply: %r", data[:100])
         return None
     finally:
         sock.close()
+
+
+@functools.lru_cache(maxsize=1)
+def _debian_loopback_alias() -> bool:
+    """True when 127.0.1.1 is a known address (Debian maps the host name to it in /etc/hosts)."""
+    try:
+        socket.gethostbyaddr(DEBIAN_HOST_ADDRESS)
+    except OSError:
+        return False
+    return True
 
 
 def locateNS(  # noqa: N802 - Pyro4 API
@@ -71,17 +99,25 @@ def locateNS(  # noqa: N802 - Pyro4 API
 ) -> Proxy:
     """A bound proxy for a name server: at ``host``/``port`` if given, else by Pyro4's search order.
 
-    Without a host: NS_HOST directly when it is a loopback name, then a UDP broadcast (unless
-    disabled or PREFER_IP_VERSION=6), then NS_HOST:NS_PORT. NamingError when nothing answers.
+    Without a host: NS_HOST directly when it is a loopback name (and then 127.0.1.1 when that address
+    is known, as on Debian), then a UDP broadcast to BROADCAST_ADDRS on NS_BCPORT (or ``port``) unless
+    ``broadcast`` is False or PREFER_IP_VERSION is 6 (the broadcast result is returned unbound), then
+    NS_HOST:NS_PORT. NamingError("Failed to locate the nameserver") when nothing answers.
+    ``host`` may also be a unix socket location ``./u:path``.
     """
     if host is None:
         ns_host = config.NS_HOST
         if ns_host in ("localhost", "::1") or ns_host.startswith("127."):
-            for candidate in (ns_host,):
+            candidates = [ns_host]
+            if ":" not in ns_host and ns_host != DEBIAN_HOST_ADDRESS:
+                candidates.append(DEBIAN_HOST_ADDRESS)
+            for candidate in candidates:
+                if candidate == DEBIAN_HOST_ADDRESS and not _debian_loopback_alias():
+                    continue  # checked lazily: only when the NS was not found at NS_HOST itself
                 try:
                     return _bound_proxy(f"PYRO:{NAMESERVER_NAME}@{_location(candidate, port or config.NS_PORT)}", hmac_key)
                 except errors.PyroError:
-                    pass
+                    log.debug("no name server at %s", candidate)
         if broadcast and config.PREFER_IP_VERSION != 6:
             found = broadcast_locate(port)
             if found:
@@ -91,6 +127,7 @@ def locateNS(  # noqa: N802 - Pyro4 API
                 proxy = Proxy(found)
                 proxy._pyroHmacKey = hmac_key
                 return proxy
+            log.debug("broadcast locate failed, trying NS_HOST directly")
         host, port = ns_host, config.NS_PORT
     uri = URI(f"PYRO:{NAMESERVER_NAME}@{_location(host, port or config.NS_PORT)}")
     try:

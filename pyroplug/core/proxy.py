@@ -187,13 +187,18 @@ class Proxy:
                 conn.close()
 
     def _pyroReconnect(self, tries: int = 100000000) -> None:  # noqa: N802
-        """Release, then try to connect again (every 2 seconds, ``tries`` times)."""
+        """Release, then try to connect again (every 2 seconds, ``tries`` times).
+
+        A PYRONAME/PYROMETA proxy is resolved again at the name server on every try (the proxy keeps
+        its PYRONAME URI unless :meth:`_pyroBind` replaced it), so it follows an object that moved;
+        a name that is (still) unknown, or an unreachable name server, counts as a failed try.
+        """
         self._pyroRelease()
         while tries:
             try:
                 self._connect()
                 return
-            except errors.CommunicationError:
+            except (errors.CommunicationError, errors.NamingError):
                 tries -= 1
                 if tries:
                     time.sleep(2)

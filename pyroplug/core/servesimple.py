@@ -37,7 +37,7 @@ def serve_simple(
                 localname = name
             uri = daemon.register(obj, localname)
             if verbose:
-                sys.stdout.write(f"Object {obj}:\n    uri = {uri}\n")
+                sys.stdout.write(f"Object {obj!r}:\n    uri = {uri}\n")
             if name and nameserver is not None:
                 nameserver.register(name, uri)
                 if verbose:
