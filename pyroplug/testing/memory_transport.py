@@ -7,8 +7,8 @@ It is written the way a third-party transport would be: it uses the public :mod:
     pm.register(memory_transport, name="memory-transport")
 
 Listeners live in a process-wide table by name. :meth:`MemoryTransport.connect` makes a socketpair,
-queues one end on the listener and writes one byte to the listener's wakeup socketpair, so the
-listener's :meth:`~MemoryListener.fileno` is readable exactly while connections are pending and any
+queues one end on the listener, and the listener's wakeup socketpair holds one byte while any
+connection is queued, so :meth:`~MemoryListener.fileno` is readable exactly while connections are pending and any
 selector-based server type can serve it. Accepted ends are ordinary stream sockets, so the server
 types' readiness handling works unchanged.
 """
@@ -56,6 +56,9 @@ class MemoryConnection(SocketConnection):
 class MemoryListener(Listener):
     """Pending socketpair ends for one name, with a wakeup socketpair as the selectable fd."""
 
+    #: connects beyond this many unaccepted ones are refused, like a full listen backlog
+    BACKLOG: ClassVar[int] = 4096
+
     def __init__(self, name: str, config: Config) -> None:
         self.name = name
         self.location = "./mem:" + name
@@ -68,26 +71,26 @@ class MemoryListener(Listener):
         self._closed = False
 
     def enqueue(self, sock: socket.socket) -> None:
-        """Queue the server end of a new connection (one wakeup byte per queued socket)."""
+        """Queue the server end of a new connection; the wakeup socket holds one byte while any are queued."""
         with self._lock:
             if self._closed:
                 raise CommunicationError(f"cannot connect to {self.location}: listener closed")
+            if len(self._pending) >= self.BACKLOG:
+                raise CommunicationError(f"cannot connect to {self.location}: backlog full")
             self._pending.append(sock)
-            try:
+            if len(self._pending) == 1:
                 self._wake_w.send(b"c")
-            except BlockingIOError:  # thousands queued and nobody accepting: refuse, like a full backlog
-                self._pending.pop()
-                raise CommunicationError(f"cannot connect to {self.location}: backlog full") from None
 
     def accept(self) -> Connection | None:
         with self._lock:
             if not self._pending:
                 return None
             sock = self._pending.popleft()
-            try:
-                self._wake_r.recv(1)
-            except OSError:
-                pass
+            if not self._pending:
+                try:
+                    self._wake_r.recv(1)
+                except OSError:
+                    pass
         sock.setblocking(True)
         if self.config.COMMTIMEOUT:
             sock.settimeout(self.config.COMMTIMEOUT)

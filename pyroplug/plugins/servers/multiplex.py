@@ -185,7 +185,9 @@ class MultiplexServer(ServerType):
             self.service(conn)
             while conn.buffered():
                 self.service(conn)
-        except Exception as exc:
+        except KeyboardInterrupt:  # Ctrl-C stops the loop; the connection is closed with the server
+            raise
+        except BaseException as exc:  # noqa: B036 - a handler error (even SystemExit) closes its connection only
             self._forget(conn)
             self.service_failed(conn, exc)
 
