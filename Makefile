@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml examples/plugins/pyroplug-cbor/pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m pyroplug.demo
+	$(PY) examples/demo/demo.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

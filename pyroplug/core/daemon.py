@@ -173,7 +173,7 @@ class Daemon:
         if inspect.isclass(obj_or_class) and not hasattr(obj_or_class, "_pyroInstancing"):
             obj_or_class._pyroInstancing = ("session", None)
         if not force:
-            if getattr(obj_or_class, "_pyroId", ""):
+            if _own_pyro_id(obj_or_class):
                 raise errors.DaemonError("object or class already has a Pyro id")
             if objectId in self.objectsById:
                 raise errors.DaemonError("an object or class is already registered with that id")
@@ -576,6 +576,16 @@ class _UserError(Exception):
 
     def __init__(self, error: Exception) -> None:
         self.error = error
+
+
+def _own_pyro_id(obj: Any) -> str:
+    """The _pyroId set on this very object or class (not one inherited from a registered base class)."""
+    own = getattr(obj, "__dict__", None)
+    if own is not None and not isinstance(own, dict):
+        own = dict(own)  # a class's mappingproxy
+    if own is not None:
+        return own.get("_pyroId", "")
+    return getattr(obj, "_pyroId", "")
 
 
 def _create_instance(clazz: type, creator: Callable[[type], Any] | None) -> Any:
