@@ -171,7 +171,9 @@ def class_to_dict(obj: Any) -> dict:
     if tag is not None:
         if tag == "Pyro4.futures._ExceptionWrapper":
             return {"__class__": tag, "exception": class_to_dict(obj.exception)}
-        return {"__class__": tag, "state": obj._wire_state()}
+        module, _, name = tag.rpartition(".")
+        # a fresh string as Pyro4 builds it ("Pyro4.core." + name): marshal flags shared strings differently
+        return {"__class__": module + "." + name, "state": obj._wire_state()}
     if type(obj) in (set, dict, tuple, list):
         raise ValueError(f"can't serialize type {obj.__class__} into a dict")
     if isinstance(obj, BaseException):
@@ -179,7 +181,7 @@ def class_to_dict(obj: Any) -> dict:
             "__class__": qualified_name(type(obj)),
             "__exception__": True,
             "args": obj.args,
-            "attributes": dict(vars(obj)),
+            "attributes": vars(obj),  # not a copy: marshal's reference flags then match Pyro4's bytes
         }
     getstate = getattr(type(obj), "__getstate__", None)
     if getstate is not None and getstate is not _OBJECT_GETSTATE:

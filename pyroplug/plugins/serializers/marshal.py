@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import marshal as _marshal
+import re
 import uuid
 from typing import Any, ClassVar
 
@@ -15,13 +16,83 @@ __all__ = ["MarshalSerializer", "pyroplug_serializers"]
 
 _MARSHALABLE = (str, int, float, type(None), bool, complex, bytes, bytearray, tuple, set, frozenset, list, dict)
 
+#: a list or tuple header ('[' / '(' with or without FLAG_REF) and its 4-byte element count, overlapping
+_SEQ_HEADER = re.compile(rb"(?=[\[(\xdb\xa8](....))", re.S)
+_LEN32 = frozenset(b"stuaA")
+_SEQ32 = frozenset(b"([<>")
+_FIXED = {ord("i"): 4, ord("r"): 4, ord("g"): 8, ord("y"): 16}
+_EMPTY = frozenset(b"NFTS.")
+
+
+def _check_lengths(data: bytes | bytearray) -> None:
+    """Refuse list/tuple headers that claim more elements than bytes remain.
+
+    CPython's marshal allocates a list or tuple of the claimed size before reading its elements: five
+    bytes ``(\xff\xff\xff\x7f`` cost tens of seconds. Candidates are found with one regex; only when one
+    claims too much is the data walked exactly (a string may merely contain such bytes). The walk refuses
+    code objects, which no Pyro peer sends.
+    """
+    end = len(data)
+    for match in _SEQ_HEADER.finditer(data):
+        if int.from_bytes(match.group(1), "little") > end - match.start() - 5:
+            _walk(data)
+            return
+
+
+def _walk(data: bytes | bytearray) -> None:
+    end, pos = len(data), 0
+    todo = [1]  # objects still to read per nesting level; -1: a dict, read until its NULL
+    while todo:
+        if todo[-1] == 0:
+            todo.pop()
+            continue
+        if pos >= end:
+            raise errors.SerializeError("invalid marshal data: truncated")
+        code = data[pos] & 0x7F
+        pos += 1
+        if code == 0x30 and todo[-1] == -1:  # '0': the end of a dict
+            todo.pop()
+            continue
+        if todo[-1] > 0:
+            todo[-1] -= 1
+        if code in _EMPTY:
+            continue
+        if code in _FIXED:
+            pos += _FIXED[code]
+        elif code in _LEN32 or code in _SEQ32 or code == 0x6C:  # 'l': a count of 2-byte digits
+            size = int.from_bytes(data[pos:pos + 4], "little", signed=code == 0x6C)
+            pos += 4
+            if code == 0x6C:
+                size = abs(size) * 2
+            if size > end - pos:
+                raise errors.SerializeError("invalid marshal data: a length exceeds the data")
+            if code in _SEQ32:
+                todo.append(size)
+            else:
+                pos += size
+        elif code in (0x7A, 0x5A, 0x66):  # 'z', 'Z' short strings, 'f' float text: 1-byte length
+            pos += 1 + (data[pos] if pos < end else 0)
+        elif code == 0x78:  # 'x' complex as two float texts
+            for _ in range(2):
+                pos += 1 + (data[pos] if pos < end else 0)
+        elif code == 0x29:  # ')' small tuple
+            todo.append(data[pos] if pos < end else 0)
+            pos += 1
+        elif code == 0x7B:  # '{'
+            todo.append(-1)
+        elif code == 0x63:  # 'c'
+            raise errors.SerializeError("invalid marshal data: code objects are refused")
+        else:
+            raise errors.SerializeError(f"invalid marshal data: type code {code:#x}")
+
 
 class MarshalSerializer(Serializer):
     """Pyro4's marshal format. Like Pyro4, only the top-level value (and each top-level call argument)
     is converted to a class dict; objects nested deeper cannot be sent. Calls carry vargs as a list.
 
     Unlike stock Pyro4 4.82 (PYRO4-PROTOCOL 2.17) a call with kwargs None (``__getattr__``,
-    ``__setattr__``, ``<batch>``) is sent as is instead of crashing.
+    ``__setattr__``, ``<batch>``) is sent as is instead of crashing, and list/tuple headers claiming more
+    elements than the data holds are refused before marshal allocates them (see :func:`_check_lengths`).
     """
 
     name: ClassVar[str] = "marshal"
@@ -51,9 +122,10 @@ class MarshalSerializer(Serializer):
     def dumps(self, data: Any) -> bytes:
         """Marshal a value, converting it first when it is not marshallable itself."""
         try:
-            if type(data) not in _MARSHALABLE:
-                data = self._marshallable(data)
-            return self._dumps(data)
+            if type(data) in _MARSHALABLE:
+                return self._dumps(data)
+            # passed straight on (no local name): marshal's FLAG_REF bits depend on reference counts
+            return self._dumps(self._marshallable(data))
         except errors.PyroError:
             raise
         except Exception as exc:
@@ -75,8 +147,10 @@ class MarshalSerializer(Serializer):
     def loads(self, data: bytes | bytearray | memoryview) -> Any:
         """Unmarshal a value, then rebuild Pyro4 class dicts."""
         try:
+            data = _raw(data)
+            _check_lengths(data)
             value = self._loads(data)
-            if b"__class__" in _raw(data):
+            if b"__class__" in data:
                 value = recreate_classes(value)
             return value
         except errors.PyroError:
@@ -87,8 +161,10 @@ class MarshalSerializer(Serializer):
     def loads_call(self, data: bytes | bytearray | memoryview) -> CallTuple:
         """Unmarshal a call; only vargs and kwargs are searched for class dicts, like Pyro4."""
         try:
+            data = _raw(data)
+            _check_lengths(data)
             obj, method, vargs, kwargs = check_call(self._loads(data))
-            if b"__class__" in _raw(data):
+            if b"__class__" in data:
                 vargs = recreate_classes(vargs)
                 kwargs = recreate_classes(kwargs)
             return obj, method, vargs, kwargs
