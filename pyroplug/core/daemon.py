@@ -56,7 +56,7 @@ __all__ = ["Daemon", "DaemonObject"]
 log = logging.getLogger(__name__)
 
 _MARSHAL_ID = 3
-_LAZY_VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
+_LAZY_VIEWS: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.items()))
 _NOT_STREAMS = frozenset([type(None), bool, int, float, str, bytes, list, tuple, dict, set])
 
 
@@ -171,7 +171,7 @@ class Daemon:
         else:
             objectId = "obj_" + os.urandom(16).hex()
         if inspect.isclass(obj_or_class) and not hasattr(obj_or_class, "_pyroInstancing"):
-            obj_or_class._pyroInstancing = ("session", None)
+            setattr(obj_or_class, "_pyroInstancing", ("session", None))
         if not force:
             if _own_pyro_id(obj_or_class):
                 raise errors.DaemonError("object or class already has a Pyro id")
@@ -192,6 +192,7 @@ class Daemon:
         """Remove an object (or the object with this id) from the daemon."""
         if objectOrId is None:
             raise ValueError("object or objectid argument expected")
+        object_id: str | None
         if isinstance(objectOrId, str):
             object_id, obj = objectOrId, None
         else:
@@ -344,9 +345,9 @@ class Daemon:
 
     # ------------------------------------------------------------------ internals
     def _reply_annotations(self, corr: bytes | None) -> dict[str, bytes]:
-        ann = current_context.response_annotations
-        if ann:
-            ann = dict(ann)
+        pending = current_context.response_annotations
+        if pending:
+            ann = dict(pending)
             current_context.response_annotations = {}
         else:
             ann = {}
@@ -425,7 +426,7 @@ class Daemon:
             ctx.client = conn
             ctx.client_sock_addr = getattr(conn, "peer_address", None)
             ctx.seq = seq
-            ctx.annotations = msg.annotations
+            ctx.annotations = msg.annotations  # type: ignore[assignment]  # read-only Mapping on the server side
             ctx.msg_flags = flags
             ctx.serializer_id = msg.serializer_id
             ctx.correlation_id_bytes = corr
@@ -442,7 +443,8 @@ class Daemon:
             elif method == "__getattr__":
                 data = _get_property(obj, members, vargs)
             elif method == "__setattr__":
-                data = _set_property(obj, members, vargs)
+                _set_property(obj, members, vargs)
+                data = None
             else:
                 func = _resolve(obj, members, method)
                 if kwargs is None:
@@ -469,11 +471,11 @@ class Daemon:
                               self.config.COMPRESSION, self.config.MAX_MESSAGE_SIZE)
             )
         except _UserError as wrapped:
-            exc = wrapped.error
-            log.debug("exception in remote call: %r", exc)
-            self._send_exception(conn, seq, ser, exc, formatTraceback(type(exc), exc, exc.__traceback__, self.config.DETAILED_TRACEBACK))
+            error = wrapped.error
+            log.debug("exception in remote call: %r", error)
+            self._send_exception(conn, seq, ser, error, formatTraceback(type(error), error, error.__traceback__, self.config.DETAILED_TRACEBACK))
             if is_callback:
-                raise exc from None
+                raise error from None
         except Exception as exc:
             if isinstance(exc, errors.ConnectionClosedError):
                 raise

@@ -60,17 +60,17 @@ def _mark_class(clazz: type) -> None:
         if is_private_attribute(name):
             continue
         if isinstance(thing, (classmethod, staticmethod)):
-            thing.__func__._pyroExposed = True  # type: ignore[attr-defined]
+            setattr(thing.__func__, "_pyroExposed", True)
         elif inspect.isfunction(thing) or inspect.ismethoddescriptor(thing):
             try:
-                thing._pyroExposed = True
+                setattr(thing, "_pyroExposed", True)
             except (AttributeError, TypeError):
                 pass  # builtin method descriptors cannot carry attributes
         elif isinstance(thing, property):
             for func in (thing.fget, thing.fset, thing.fdel):
                 if func is not None:
-                    func._pyroExposed = True  # type: ignore[attr-defined]
-    clazz._pyroExposed = True  # type: ignore[attr-defined]
+                    setattr(func, "_pyroExposed", True)
+    setattr(clazz, "_pyroExposed", True)
     reset_exposed_members(clazz)
 
 
@@ -79,7 +79,7 @@ def _expose_one(item: Any) -> Any:
         func = item.fget or item.fset or item.fdel
         if func is None or is_private_attribute(func.__name__):
             raise AttributeError("exposing private names (starting with _) is not allowed")
-        func._pyroExposed = True  # type: ignore[attr-defined]
+        setattr(func, "_pyroExposed", True)
         return item
     if isinstance(item, (classmethod, staticmethod)):
         raise AttributeError(
@@ -95,7 +95,7 @@ def _expose_one(item: Any) -> Any:
         _mark_class(item)
         return item
     target = item.__func__ if inspect.ismethod(item) else item
-    target._pyroExposed = True
+    setattr(target, "_pyroExposed", True)
     return item
 
 
@@ -133,14 +133,14 @@ def expose(
 def oneway(method: T) -> T:
     """Mark a method as oneway: clients don't wait for it, and it never returns a value."""
     target = method.__func__ if isinstance(method, (classmethod, staticmethod)) else method
-    target._pyroOneway = True  # type: ignore[attr-defined]
+    setattr(target, "_pyroOneway", True)
     return method
 
 
 def callback(method: T) -> T:
     """Mark a method as a callback: its exceptions are also raised (and logged) on the side it runs on."""
     target = method.__func__ if isinstance(method, (classmethod, staticmethod)) else method
-    target._pyroCallback = True  # type: ignore[attr-defined]
+    setattr(target, "_pyroCallback", True)
     return method
 
 
@@ -156,7 +156,7 @@ def behavior(instance_mode: str = "session", instance_creator: Callable[[type], 
     def deco(clazz: T) -> T:
         if not inspect.isclass(clazz):
             raise TypeError("behavior decorator can only be used on a class")
-        clazz._pyroInstancing = (instance_mode, instance_creator)  # type: ignore[attr-defined]
+        setattr(clazz, "_pyroInstancing", (instance_mode, instance_creator))
         return clazz
 
     return deco

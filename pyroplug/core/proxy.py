@@ -256,7 +256,7 @@ class Proxy:
         if msg.type not in (MSG_CONNECTOK, MSG_CONNECTFAIL):
             raise errors.ProtocolError(f"cannot connect to {location}: invalid msg type {msg.type} received")
         reply_ser = ser if msg.serializer_id == ser.serializer_id else get_registry().serializer_by_id(msg.serializer_id)(cfg)
-        response = reply_ser.loads(msg.data) if msg.data else "?"
+        response: Any = reply_ser.loads(msg.data) if msg.data else "?"
         if msg.type == MSG_CONNECTFAIL:
             raise errors.CommunicationError(f"connection to {location} rejected: {response}")
         if msg.annotations:

@@ -164,7 +164,7 @@ class Tagged:
     def hidden(self) -> str:
         return "hidden"
 
-    @expose
+    @expose  # type: ignore[prop-decorator]
     @property
     def shown(self) -> str:
         return "shown"
