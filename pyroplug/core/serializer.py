@@ -52,7 +52,7 @@ CallTuple = tuple[str, str, Any, Any]
 #: the words a serializer may list in :attr:`Serializer.roundtrip_types` (read by the conformance suite)
 ROUNDTRIP_TOKENS = frozenset({
     "none", "bool", "int", "bigint", "float", "nan", "str", "bytes", "bytearray", "tuple", "list",
-    "dict", "intkeys", "set", "emptyset", "frozenset", "complex", "datetime", "date",
+    "dict", "intkeys", "set", "emptyset", "frozenset", "complex", "datetime", "date", "nested_objects",
 })
 
 _registry_lock = threading.Lock()
@@ -388,9 +388,12 @@ class Serializer(ABC):
     serializer_id: ClassVar[int]
     #: False for formats that can run code on load (pickle, dill): never accepted by default
     safe: ClassVar[bool] = True
-    #: the kinds of values that come back unchanged (type and value); words from :data:`ROUNDTRIP_TOKENS`.
-    #: The conformance suite generates values of these kinds. Instances may narrow or widen it per Config.
-    roundtrip_types: frozenset[str] = frozenset({"none", "bool", "int", "float", "str", "list", "dict"})
+    #: the kinds of values that come back unchanged (type and value); words from :data:`ROUNDTRIP_TOKENS`:
+    #: ``int`` is 64-bit, ``bigint`` any size, ``nan`` NaN and infinities, ``dict`` str keys, ``intkeys``
+    #: int keys too, ``set`` non-empty sets, ``emptyset`` empty ones, ``nested_objects`` class-dict objects
+    #: (URIs, exceptions) inside containers. The conformance suite generates values of these kinds.
+    #: Instances may narrow or widen it per Config.
+    roundtrip_types: frozenset[str] = frozenset({"none", "bool", "int", "float", "str", "list", "dict", "nested_objects"})
 
     def __init__(self, config: Config) -> None:
         self.config = config

@@ -30,7 +30,7 @@ class DillSerializer(Serializer):
     safe: ClassVar[bool] = False
     roundtrip_types = frozenset({
         "none", "bool", "int", "bigint", "float", "nan", "str", "bytes", "bytearray", "tuple", "list", "dict",
-        "intkeys", "set", "emptyset", "frozenset", "complex", "datetime", "date",
+        "intkeys", "set", "emptyset", "frozenset", "complex", "datetime", "date", "nested_objects",
     })
 
     def __init__(self, config: Any) -> None:

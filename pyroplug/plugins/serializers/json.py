@@ -25,7 +25,7 @@ class JsonSerializer(Serializer):
 
     name: ClassVar[str] = "json"
     serializer_id: ClassVar[int] = 2
-    roundtrip_types = frozenset({"none", "bool", "int", "bigint", "float", "nan", "str", "list", "dict"})
+    roundtrip_types = frozenset({"none", "bool", "int", "bigint", "float", "nan", "str", "list", "dict", "nested_objects"})
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)

@@ -62,7 +62,7 @@ class MsgpackSerializer(Serializer):
     serializer_id: ClassVar[int] = 6
     roundtrip_types = frozenset({
         "none", "bool", "int", "bigint", "float", "nan", "str", "bytes", "list", "dict", "complex",
-        "datetime", "date",
+        "datetime", "date", "nested_objects",
     })
 
     def __init__(self, config: Any) -> None:

@@ -58,7 +58,7 @@ class Pyro4NamesMixin:
         if replace is not None and type(obj) is not type:
             replaced = replace(obj)
             if replaced is not obj:
-                return replaced.__reduce_ex__(self.proto)  # type: ignore[attr-defined]
+                return replaced.__reduce__()
         return NotImplemented
 
 
@@ -89,7 +89,7 @@ class _ReplacingPickler(_pickle.Pickler):
         if type(obj) is not type:
             replaced = self._replace(obj)
             if replaced is not obj:
-                return replaced.__reduce_ex__(self.proto)  # type: ignore[attr-defined]
+                return replaced.__reduce__()  # as Pyro4's copyreg replacement: copyreg._reconstructor
         return NotImplemented
 
 
@@ -111,7 +111,7 @@ class PickleSerializer(Serializer):
     safe: ClassVar[bool] = False
     roundtrip_types = frozenset({
         "none", "bool", "int", "bigint", "float", "nan", "str", "bytes", "bytearray", "tuple", "list", "dict",
-        "intkeys", "set", "emptyset", "frozenset", "complex", "datetime", "date",
+        "intkeys", "set", "emptyset", "frozenset", "complex", "datetime", "date", "nested_objects",
     })
 
     def __init__(self, config: Any) -> None:

@@ -108,7 +108,7 @@ class SerpentSerializer(Serializer):
     serializer_id: ClassVar[int] = 1
     roundtrip_types = frozenset({
         "none", "bool", "int", "bigint", "float", "nan", "str", "tuple", "list", "dict", "intkeys", "set",
-        "complex",
+        "complex", "nested_objects",
     })
 
     def __init__(self, config: Any) -> None:
