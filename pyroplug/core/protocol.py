@@ -30,6 +30,7 @@ import hmac
 import struct
 import zlib
 from collections.abc import Mapping
+from typing import Any
 
 from pyroplug.core import errors
 from pyroplug.core.constants import PROTOCOL_VERSION
@@ -61,7 +62,7 @@ MSG_CONNECTFAIL = 3
 MSG_INVOKE = 4
 MSG_RESULT = 5
 MSG_PING = 6
-MSG_TYPES = frozenset(range(1, 7))
+MSG_TYPES = frozenset(range(MSG_CONNECT, MSG_PING + 1))
 
 FLAGS_EXCEPTION = 1 << 0
 FLAGS_COMPRESSED = 1 << 1
@@ -77,17 +78,29 @@ MAX_DATA_SIZE = 0x7FFFFFFF
 MAX_ANNOTATIONS_SIZE = 0xFFFF
 
 _HEADER = struct.Struct("!4sHHHHiHHHH")
+#: the same layout with tag and version read as one 6-byte field, for a single comparison
+_HEADER_IN = struct.Struct("!6sHHHiHHHH")
 _CHUNK = struct.Struct("!4sH")
 HEADER_SIZE = _HEADER.size  # 24
 _TAG = b"PYRO"
+_TAG_VERSION = _TAG + PROTOCOL_VERSION.to_bytes(2, "big")
 _BASE = PROTOCOL_VERSION + CHECKSUM_MAGIC
 _pack_header = _HEADER.pack
-_unpack_header = _HEADER.unpack_from
-_EMPTY: Mapping[str, bytes] = {}
+_unpack_header = _HEADER_IN.unpack_from
+_pack_chunk = _CHUNK.pack
+_BYTES_TYPES = (bytes, bytearray)
+_new_message = object.__new__
+_INITIAL = 65536  # MessageReader.INITIAL
+_LARGE_BODY = _INITIAL - HEADER_SIZE  # bodies larger than this get a dedicated buffer
+_MIN_ROOM = 4096  # MessageReader.MIN_ROOM
+_unpack_chunk = _CHUNK.unpack_from
 
 
 class Message:
-    """One decoded message. ``data`` is the payload (bytes-like, already decompressed)."""
+    """One decoded message. ``data`` is the payload (bytes-like, already decompressed).
+
+    ``annotations`` is a dict of its own (empty when the message carried none).
+    """
 
     __slots__ = ("type", "flags", "seq", "serializer_id", "annotations", "data")
 
@@ -104,7 +117,7 @@ class Message:
         self.flags = flags
         self.seq = seq
         self.serializer_id = serializer_id
-        self.annotations: Mapping[str, bytes] = annotations if annotations is not None else _EMPTY
+        self.annotations: Mapping[str, bytes] = {} if annotations is None else annotations
         self.data = data
 
     def __repr__(self) -> str:
@@ -123,6 +136,34 @@ def hmac_digest(key: bytes, data: bytes | bytearray | memoryview, annotations: M
     return mac.digest()
 
 
+#: validated annotation keys -> their 4 wire bytes (bounded; keys are few in practice)
+_KEYS: dict[Any, bytes] = {}
+#: wire bytes of the well-known annotation keys -> their names
+_KEY_NAMES: dict[bytes, str] = {k.encode(): k for k in ("HMAC", "CORR", "STRM", "BLBI")}
+
+
+def _wire_key(key: Any) -> bytes:
+    try:
+        bkey = key.encode("ascii") if isinstance(key, str) else bytes(key)
+    except (UnicodeEncodeError, TypeError):
+        raise errors.ProtocolError(f"annotation key must be 4 ASCII characters: {key!r}") from None
+    if len(bkey) != 4:
+        raise errors.ProtocolError(f"annotation key must be exactly 4 characters: {key!r}")
+    if len(_KEYS) < 256:
+        _KEYS[key] = bkey
+    return bkey
+
+
+def _annotation_chunks(annotations: Mapping[str, bytes]) -> bytes:
+    chunks = b""
+    for key, value in annotations.items():
+        size = len(value)
+        if size > MAX_ANNOTATIONS_SIZE:
+            raise errors.MessageTooLargeError(f"annotation {key!r} too large ({size} bytes)")
+        chunks += _pack_chunk(_KEYS.get(key) or _wire_key(key), size) + value
+    return chunks
+
+
 def encode_parts(
     msgtype: int,
     data: bytes | bytearray | memoryview,
@@ -136,8 +177,10 @@ def encode_parts(
 ) -> tuple[bytes, bytes | bytearray | memoryview]:
     """Encode a message as (header + annotation chunks, payload), ready for a gathering send.
 
-    Raises MessageTooLargeError (before anything is sent) when data + annotations exceed ``max_size``
-    (0 means unlimited) or the fields of the header, and ProtocolError for a bad annotation key.
+    The payload is returned as given (no copy) unless it was compressed. Raises
+    MessageTooLargeError (before anything is sent) when data + annotations exceed ``max_size``
+    (0 means unlimited) or the fields of the header, and ProtocolError for a bad annotation key or
+    a header field out of range.
     """
     if compress and len(data) >= COMPRESSION_THRESHOLD:
         packed = zlib.compress(data)
@@ -147,34 +190,35 @@ def encode_parts(
     if hmac_key:
         annotations = dict(annotations) if annotations else {}
         annotations["HMAC"] = hmac_digest(hmac_key, data, annotations)
+    size = len(data)
     if annotations:
-        chunks = []
-        for key, value in annotations.items():
-            try:
-                bkey = key.encode("ascii") if isinstance(key, str) else bytes(key)
-            except UnicodeEncodeError:
-                raise errors.ProtocolError(f"annotation key must be ASCII: {key!r}") from None
-            if len(bkey) != 4:
-                raise errors.ProtocolError(f"annotation key must be exactly 4 characters: {key!r}")
-            if len(value) > MAX_ANNOTATIONS_SIZE:
-                raise errors.MessageTooLargeError(f"annotation {key!r} too large ({len(value)} bytes)")
-            chunks.append(_CHUNK.pack(bkey, len(value)))
-            chunks.append(bytes(value))
-        ann = b"".join(chunks)
+        ann = _annotation_chunks(annotations)
+        ann_size = len(ann)
+        if ann_size > MAX_ANNOTATIONS_SIZE:
+            raise errors.MessageTooLargeError(f"annotations too large for the protocol ({ann_size} bytes)")
     else:
         ann = b""
-    size = len(data)
-    ann_size = len(ann)
-    if size > MAX_DATA_SIZE or ann_size > MAX_ANNOTATIONS_SIZE:
-        raise errors.MessageTooLargeError(f"message too large for the protocol (data {size}, annotations {ann_size})")
+        ann_size = 0
+    if size > MAX_DATA_SIZE:
+        raise errors.MessageTooLargeError(f"message too large for the protocol ({size} bytes)")
     if 0 < max_size < size + ann_size:
         raise errors.MessageTooLargeError(f"max message size exceeded ({size + ann_size} where max={max_size})")
-    checksum = (msgtype + _BASE + size + ann_size + serializer_id + flags + seq) & 0xFFFF
     try:
-        header = _pack_header(_TAG, PROTOCOL_VERSION, msgtype, flags, seq, size, serializer_id, ann_size, 0, checksum)
+        header = _pack_header(
+            _TAG,
+            PROTOCOL_VERSION,
+            msgtype,
+            flags,
+            seq,
+            size,
+            serializer_id,
+            ann_size,
+            0,
+            (msgtype + _BASE + size + ann_size + serializer_id + flags + seq) & 0xFFFF,
+        )
     except struct.error as exc:
         raise errors.ProtocolError(f"header field out of range: {exc}") from None
-    return (header + ann if ann else header), data
+    return (header + ann if ann_size else header), data
 
 
 def encode(
@@ -195,22 +239,27 @@ def encode(
 
 def parse_annotations(raw: bytes | bytearray | memoryview) -> dict[str, bytes]:
     """Split annotation chunks; ProtocolError when a chunk overruns or a key is not ASCII."""
+    return _parse_annotations(memoryview(raw).cast("B"), 0, len(raw))
+
+
+def _parse_annotations(view: memoryview, i: int, end: int) -> dict[str, bytes]:
     result: dict[str, bytes] = {}
-    i = 0
-    end = len(raw)
     while i < end:
         if i + 6 > end:
             raise errors.ProtocolError("annotation chunk header truncated")
-        key, length = _CHUNK.unpack_from(raw, i)
+        key, length = _unpack_chunk(view, i)
         i += 6
-        if i + length > end:
+        stop = i + length
+        if stop > end:
             raise errors.ProtocolError("annotation chunk length overruns the annotations")
-        try:
-            skey = key.decode("ascii")
-        except UnicodeDecodeError:
-            raise errors.ProtocolError(f"annotation key is not ASCII: {key!r}") from None
-        result[skey] = bytes(raw[i : i + length])
-        i += length
+        skey = _KEY_NAMES.get(key)
+        if skey is None:
+            try:
+                skey = key.decode("ascii")
+            except UnicodeDecodeError:
+                raise errors.ProtocolError(f"annotation key is not ASCII: {key!r}") from None
+        result[skey] = view[i:stop].tobytes()
+        i = stop
     return result
 
 
@@ -218,20 +267,23 @@ def parse_header(header: bytes | bytearray | memoryview) -> tuple[int, int, int,
     """Validate a 24-byte header; returns (type, flags, seq, data size, serializer id, annotations size)."""
     if len(header) < HEADER_SIZE:
         raise errors.ProtocolError("header data size mismatch")
-    return _parse_header_at(header, 0)
+    fields = _unpack_header(header, 0)
+    _check_header(fields)
+    return fields[1], fields[2], fields[3], fields[4], fields[5], fields[6]
 
 
-def _parse_header_at(buf: bytes | bytearray | memoryview, offset: int) -> tuple[int, int, int, int, int, int]:
-    tag, ver, msgtype, flags, seq, size, ser, ann_size, _reserved, checksum = _unpack_header(buf, offset)
-    if tag != _TAG or ver != PROTOCOL_VERSION:
+def _check_header(fields: tuple[Any, ...]) -> None:
+    """Validate raw header fields (tag+version, type, flags, seq, size, serializer, annotations
+    size, reserved, checksum); raises ProtocolError naming the first problem found."""
+    tag_version, msgtype, flags, seq, size, ser, ann_size, _reserved, checksum = fields
+    if tag_version != _TAG_VERSION:
         raise errors.ProtocolError("invalid data or unsupported protocol version")
-    if checksum != (msgtype + ver + size + ann_size + flags + ser + seq + CHECKSUM_MAGIC) & 0xFFFF:
+    if checksum != (msgtype + flags + seq + size + ser + ann_size + _BASE) & 0xFFFF:
         raise errors.ProtocolError("header checksum mismatch")
     if size < 0:
         raise errors.ProtocolError(f"invalid data length {size}")
     if msgtype not in MSG_TYPES:
         raise errors.ProtocolError(f"invalid msg type {msgtype} received")
-    return msgtype, flags, seq, size, ser, ann_size
 
 
 class MessageReader:
@@ -246,22 +298,35 @@ class MessageReader:
     Errors are pyroplug exceptions; after one, the stream is unusable and the connection should close.
     """
 
-    __slots__ = ("max_size", "hmac_key", "_buf", "_start", "_end", "_header", "_big", "_bigfill", "_bigsize")
+    __slots__ = (
+        "max_size",
+        "hmac_key",
+        "_buf",
+        "_view",
+        "_start",
+        "_end",
+        "_header",
+        "_big",
+        "_bigfill",
+        "_bigsize",
+    )
 
     #: size of the reusable buffer; messages larger than this use a dedicated buffer
-    INITIAL = 65536
+    INITIAL = _INITIAL
     #: the most a dedicated buffer grows by before the bytes to fill it have arrived
     BIG_PREALLOC = 4 * 1024 * 1024
     #: compact the reusable buffer when less than this much room is left at its end
-    MIN_ROOM = 4096
+    MIN_ROOM = _MIN_ROOM
 
     def __init__(self, max_size: int = 0, hmac_key: bytes | None = None) -> None:
         self.max_size = max_size
         self.hmac_key = hmac_key
         self._buf = bytearray(self.INITIAL)
+        # a permanent view of _buf: it is never resized, only replaced, so the export is harmless
+        self._view = memoryview(self._buf)
         self._start = 0  # first unconsumed byte in _buf
         self._end = 0  # end of the received bytes in _buf
-        self._header: tuple[int, int, int, int, int, int] | None = None  # header of the message in progress
+        self._header: tuple[Any, ...] | None = None  # raw header fields of the message in progress
         self._big: bytearray | None = None  # dedicated body buffer of a large message
         self._bigfill = 0  # bytes of the large body received so far
         self._bigsize = 0  # size of the large body (annotations + data)
@@ -269,6 +334,15 @@ class MessageReader:
     # --- input ------------------------------------------------------------------------
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Add received bytes. A malformed header raises here, as soon as its 24 bytes are in."""
+        start = self._end
+        end = start + len(data)
+        if type(data) in _BYTES_TYPES and end <= len(self._buf) and self._big is None:
+            # fast path: it fits in the shared buffer
+            self._view[start:end] = data
+            self._end = end
+            if self._header is None and end - self._start >= HEADER_SIZE:
+                self._read_header()
+            return
         view = memoryview(data)
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
@@ -294,26 +368,19 @@ class MessageReader:
                 grown[: self._bigfill] = big
                 self._big = big = grown
             return memoryview(big)[self._bigfill :]
-        buf = self._buf
-        if len(buf) - self._end < self.MIN_ROOM:
-            start = self._start
-            pending = self._end - start
-            if start:
-                buf[:pending] = buf[start : self._end]
-                self._start, self._end = 0, pending
-            if pending == len(buf):  # full of unconsumed messages: grow (a new object, so no export blocks it)
-                grown = bytearray(2 * len(buf))
-                grown[:pending] = buf
-                self._buf = buf = grown
-        return memoryview(buf)[self._end :]
+        end = self._end
+        if len(self._buf) - end < _MIN_ROOM:
+            self._make_room()
+            end = self._end
+        return self._view[end:]
 
     def buffer_updated(self, nbytes: int) -> None:
         """Tell the reader that ``nbytes`` were written into the last :meth:`get_buffer` view."""
         if self._big is not None and self._bigfill < self._bigsize:
             self._bigfill += nbytes
             return
-        self._end += nbytes
-        if self._header is None and self._end - self._start >= HEADER_SIZE:
+        end = self._end = self._end + nbytes
+        if self._header is None and end - self._start >= HEADER_SIZE:
             self._read_header()
 
     @property
@@ -333,7 +400,7 @@ class MessageReader:
             return max(1, HEADER_SIZE - (self._end - self._start))
         if self._big is not None:
             return self._bigsize - self._bigfill
-        return max(0, HEADER_SIZE + header[3] + header[5] - (self._end - self._start))
+        return max(0, HEADER_SIZE + header[4] + header[6] - (self._end - self._start))
 
     # --- output -----------------------------------------------------------------------
     def next_message(self) -> Message | None:
@@ -343,63 +410,107 @@ class MessageReader:
             if self._end - self._start < HEADER_SIZE:
                 return None
             header = self._read_header()
-        msgtype, flags, seq, size, ser, ann_size = header
-        big = self._big
-        data: bytes | bytearray | memoryview
-        if big is not None:
-            if self._bigfill < self._bigsize:
-                return None
-            self._big = None
-            self._bigfill = self._bigsize = 0
-            view = memoryview(big)
-            raw_ann: bytes | bytearray | memoryview = view[:ann_size]
-            data = view[ann_size:] if ann_size else big
+        if self._big is not None:
+            return self._big_message(header)
+        _tagver, msgtype, flags, seq, size, ser, ann_size, _reserved, _checksum = header
+        start = self._start + HEADER_SIZE
+        stop = start + ann_size + size
+        end = self._end
+        if end < stop:
+            return None
+        view = self._view
+        if ann_size:
+            annotations: dict[str, bytes] | None = _parse_annotations(view, start, start + ann_size)
+            data: bytes | bytearray | memoryview = view[start + ann_size : stop].tobytes()
         else:
-            start = self._start + HEADER_SIZE
-            stop = start + size + ann_size
-            if self._end < stop:
-                return None
-            buf = self._buf
-            if ann_size:
-                raw_ann = buf[start : start + ann_size]
-                data = bytes(buf[start + ann_size : stop])
-            else:
-                raw_ann = b""
-                data = bytes(buf[start:stop])
-            if stop == self._end:
-                self._start = self._end = 0
-            else:
-                self._start = stop
+            annotations = None
+            data = view[start:stop].tobytes()
         self._header = None
-        annotations = parse_annotations(raw_ann) if ann_size else None
-        if self.hmac_key or (annotations and "HMAC" in annotations):
+        if stop == end:
+            self._start = self._end = 0
+        else:
+            self._start = stop
+            if end - stop >= HEADER_SIZE:
+                # switch early to a dedicated buffer if the next message is large; a bad header is
+                # reported by the next call, this message is good
+                try:
+                    self._read_header()
+                except errors.PyroError:
+                    pass
+        if self.hmac_key or (annotations is not None and "HMAC" in annotations):
             self._check_hmac(data, annotations)
         if flags & FLAGS_COMPRESSED:
             data = self._decompress(data)
             flags &= ~FLAGS_COMPRESSED
+        # Message(...) without the __init__ call: this is the per-call path
+        msg = _new_message(Message)
+        msg.type = msgtype
+        msg.flags = flags
+        msg.seq = seq
+        msg.serializer_id = ser
+        msg.annotations = {} if annotations is None else annotations
+        msg.data = data
+        return msg
+
+    # --- internals --------------------------------------------------------------------
+    def _big_message(self, header: tuple[Any, ...]) -> Message | None:
+        big = self._big
+        assert big is not None
+        if self._bigfill < self._bigsize:
+            return None
+        _tagver, msgtype, flags, seq, size, ser, ann_size, _reserved, _checksum = header
+        self._big = None
+        self._bigfill = self._bigsize = 0
+        self._header = None
+        view = memoryview(big)
+        annotations = _parse_annotations(view, 0, ann_size) if ann_size else None
+        data: bytes | bytearray | memoryview = view[ann_size:] if ann_size else big
         if self._end - self._start >= HEADER_SIZE:
-            # switch early to a dedicated buffer if the next message is large; a bad header is
-            # reported by the next call, this message is good
             try:
                 self._read_header()
             except errors.PyroError:
                 pass
+        if self.hmac_key or (annotations is not None and "HMAC" in annotations):
+            self._check_hmac(data, annotations)
+        if flags & FLAGS_COMPRESSED:
+            data = self._decompress(data)
+            flags &= ~FLAGS_COMPRESSED
         return Message(msgtype, data, ser, flags, seq, annotations)
 
-    # --- internals --------------------------------------------------------------------
-    def _read_header(self) -> tuple[int, int, int, int, int, int]:
+    def _make_room(self) -> None:
+        """Move the unconsumed bytes to the front of the shared buffer; grow it when it is full."""
+        start, end = self._start, self._end
+        pending = end - start
+        if start:
+            self._view[:pending] = self._buf[start:end]
+            self._start, self._end = 0, pending
+        if pending == len(self._buf):  # full of unconsumed messages: grow (a new object, so no export blocks it)
+            grown = bytearray(2 * pending)
+            grown[:pending] = self._buf
+            self._buf = grown
+            self._view = memoryview(grown)
+
+    def _read_header(self) -> tuple[Any, ...]:
         start = self._start
-        header = _parse_header_at(self._buf, start)
-        body = header[3] + header[5]
+        header = _unpack_header(self._buf, start)
+        tag_version, msgtype, flags, seq, size, ser, ann_size, _reserved, checksum = header
+        if (
+            tag_version != _TAG_VERSION
+            or checksum != (msgtype + flags + seq + size + ser + ann_size + _BASE) & 0xFFFF
+            or size < 0
+            or not 0 < msgtype < 7
+        ):
+            _check_header(header)  # raises the precise error
+        body = size + ann_size
         if 0 < self.max_size < body:
             raise errors.MessageTooLargeError(f"max message size exceeded ({body} where max={self.max_size})")
         self._header = header
-        if body > self.INITIAL - HEADER_SIZE:
+        if body > _LARGE_BODY:
             have = self._end - start - HEADER_SIZE
             if have < body:
                 # a dedicated buffer for the body: no regrowth of the shared buffer, no second copy
                 big = bytearray(min(body, max(have, self.BIG_PREALLOC)))
-                big[:have] = memoryview(self._buf)[start + HEADER_SIZE : self._end]
+                big[:have] = self._view[start + HEADER_SIZE : self._end]
                 self._big = big
                 self._bigfill = have
                 self._bigsize = body
