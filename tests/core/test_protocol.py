@@ -800,3 +800,46 @@ def test_fuzz_memory_stays_bounded():
     finally:
         tracemalloc.stop()
     assert peak < 3 * MessageReader.BIG_PREALLOC
+
+
+def test_each_message_has_its_own_annotations_dict():
+    """The daemon hands msg.annotations to user code as the call context's annotations: no sharing."""
+    reader = MessageReader()
+    reader.feed(encode(MSG_INVOKE, b"a", 1) + encode(MSG_INVOKE, b"b", 1))
+    first, second = reader.next_message(), reader.next_message()
+    first.annotations["USER"] = b"x"
+    assert dict(second.annotations) == {}
+    assert first.annotations is not second.annotations
+    assert dict(protocol.Message(MSG_PING, b"", 42).annotations) == {}
+
+
+def test_parse_annotations_public_helper():
+    raw = chunk(b"CORR", CORR) + chunk(b"Abc1", b"")
+    assert protocol.parse_annotations(raw) == {"CORR": CORR, "Abc1": b""}
+    assert protocol.parse_annotations(memoryview(raw)) == {"CORR": CORR, "Abc1": b""}
+    assert protocol.parse_annotations(b"") == {}
+
+
+def test_many_distinct_annotation_keys_encode_correctly():
+    annotations = {f"K{i:03}": bytes([i % 256]) for i in range(400)}
+    msg = decode_one(encode(MSG_INVOKE, b"", 1, annotations=annotations))
+    assert msg.annotations == annotations
+
+
+@pytest.mark.parametrize(("total", "dedicated"), [(65536, False), (65537, True), (1_000_000, True)])
+def test_dedicated_buffer_threshold_is_64_kib(total, dedicated):
+    payload = bytes(range(256)) * (total // 256 + 1)
+    payload = payload[: total - HEADER_SIZE]
+    wire = encode(MSG_RESULT, payload, 1)
+    assert len(wire) == total
+    reader = MessageReader()
+    reader.feed(wire[:100])
+    buf = reader.get_buffer()
+    if dedicated:
+        assert len(buf) == total - 100  # the offered buffer is exactly the rest of the body
+    assert reader.needed() == total - 100
+    del buf
+    reader.feed(wire[100:])
+    msg = reader.next_message()
+    assert (type(msg.data) is not bytes) == dedicated
+    assert bytes(msg.data) == payload
