@@ -9,6 +9,7 @@ running two messages of one connection at the same time.
 from __future__ import annotations
 
 import logging
+import select
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
@@ -106,9 +107,11 @@ class ServerType(ABC):
         assert handler is not None
         reader = conn.reader
         msg = reader.next_message()
-        while msg is not None:
-            handler.handle_message(conn, msg)
-            msg = reader.next_message()
+        if msg is not None:
+            while msg is not None:
+                handler.handle_message(conn, msg)
+                msg = reader.next_message()
+            conn.last_activity = _monotonic()  # a long call is activity too: COMMTIMEOUT counts from its end
 
     def drop(self, conn: Connection) -> None:
         """Close ``conn`` and tell the daemon; never raises."""
@@ -153,9 +156,19 @@ class ServerType(ABC):
         return interval
 
     def expired(self, conn: Connection, now: float) -> bool:
-        """True when COMMTIMEOUT is set and ``conn`` received nothing for longer (idle or mid-message)."""
+        """True when COMMTIMEOUT is set and ``conn`` received nothing for longer (idle or mid-message).
+
+        A connection with unread bytes waiting is not expired: the server just has not read them yet
+        (it was busy with a long call).
+        """
         commtimeout = self.config.COMMTIMEOUT
-        return commtimeout > 0 and now - conn.last_activity > commtimeout
+        if commtimeout <= 0 or now - conn.last_activity <= commtimeout:
+            return False
+        try:
+            readable, _, _ = select.select([conn], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return not readable
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} on {getattr(self.listener, 'location', None)}>"

@@ -8,8 +8,8 @@ It is written the way a third-party transport would be: it uses the public :mod:
 
 Listeners live in a process-wide table by name. :meth:`MemoryTransport.connect` makes a socketpair,
 queues one end on the listener, and the listener's wakeup socketpair holds one byte while any
-connection is queued, so :meth:`~MemoryListener.fileno` is readable exactly while connections are pending and any
-selector-based server type can serve it. Accepted ends are ordinary stream sockets, so the server
+connection is queued, so :meth:`~MemoryListener.fileno` is readable exactly while connections are
+pending and any selector-based server type can serve it. Accepted ends are ordinary stream sockets, so the server
 types' readiness handling works unchanged.
 """
 

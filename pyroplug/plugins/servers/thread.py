@@ -185,8 +185,12 @@ class _Pool:
             if len(self.workers) < self.size_max:
                 worker = _Worker(self, (conn, ready))
                 self.workers.add(worker)
-                worker.start()
-                return True
+                try:
+                    worker.start()
+                    return True
+                except RuntimeError as exc:  # "can't start new thread": the busy workers will get to it
+                    self.workers.discard(worker)
+                    log.warning("cannot start a worker thread (%s); %d workers serve the queue", exc, len(self.workers))
             self._queue.append((conn, ready))
             self._set_pressure(True)
             return True
@@ -231,10 +235,14 @@ class _Pool:
             if worker in self._idle:
                 self._idle.remove(worker)
             if self._queue and not self.closed and len(self.workers) < self.size_max:
-                # a worker died with jobs waiting (it should not): start a replacement
-                replacement = _Worker(self, self._queue.popleft())
+                # a worker exited with jobs waiting (it should not): start a replacement
+                replacement = _Worker(self, self._queue[0])
+                try:
+                    replacement.start()
+                except RuntimeError:
+                    return
+                self._queue.popleft()
                 self.workers.add(replacement)
-                replacement.start()
                 if not self._queue:
                     self._set_pressure(False)
 
@@ -288,8 +296,8 @@ class _Parker(threading.Thread):
         selector = self.selector
         interval = server.housekeeping_interval
         next_housekeeping = _monotonic() + interval
-        try:
-            while not self.stopping:
+        while not self.stopping:
+            try:
                 ready = selector.select(max(0.0, next_housekeeping - _monotonic()))
                 for key, _mask in ready:
                     conn = key.data
@@ -305,10 +313,11 @@ class _Parker(threading.Thread):
                     next_housekeeping = now + interval
                     self._expire(now)
                     server.call_housekeeping()
-        except Exception:
-            if not self.stopping:
-                log.exception("parker thread failed")
-                raise
+            except Exception:  # this thread must not die: the parked connections depend on it
+                if self.stopping:
+                    break
+                log.exception("error in the parker thread")
+                time.sleep(0.05)
 
     def _register_incoming(self) -> None:
         while self._incoming:
@@ -567,6 +576,9 @@ class ThreadServer(ServerType):
         for worker in list(self.pool.workers):
             if worker is not current:
                 worker.join(max(0.0, deadline - _monotonic()))
+        if parker is not None:  # parked by a worker in the moment the parker stopped
+            for conn in parker.take_all():
+                self.drop(conn)
         busy = [w for w in self.pool.workers if w.is_alive() and w is not current]
         if busy:
             log.warning("closed with %d worker(s) still busy in a remote call", len(busy))

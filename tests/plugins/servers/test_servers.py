@@ -118,6 +118,22 @@ def test_commtimeout_closes_stuck_and_idle_connections(registry, server_type, tm
         busy.close()
 
 
+def test_commtimeout_counts_from_the_end_of_a_long_call(registry, server_type, tmp_path):
+    cfg = test_config(COMMTIMEOUT=0.4, THREADPOOL_SIZE=4)
+    with running(registry, server_type, TCP4, str(tmp_path), config=cfg) as srv:
+        slow = srv.connect(timeout=0)
+        waiting = srv.connect(timeout=0)
+        send_request(slow, b"sleep:1.0")  # longer than COMMTIMEOUT
+        time.sleep(0.1)
+        send_request(waiting, b"queued behind it (multiplex)")
+        assert slow.recv_message().type == protocol.MSG_RESULT
+        assert bytes(waiting.recv_message().data) == b"queued behind it (multiplex)"
+        time.sleep(0.1)
+        assert call(slow, b"right after") == b"right after"  # not closed as 'idle' after the long call
+        slow.close()
+        waiting.close()
+
+
 def test_garbage_drops_only_that_connection(registry, server_type, tmp_path):
     with running(registry, server_type, TCP4, str(tmp_path)) as srv:
         good = srv.connect()
