@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import pickle as _pickle
 from typing import Any, ClassVar
@@ -74,7 +75,20 @@ class Pyro4NamesUnpicklerMixin:
         return super().find_class(module, name)  # type: ignore[misc]
 
 
-class _RenamingPickler(Pyro4NamesMixin, _pickle._Pickler):  # type: ignore[misc,name-defined]
+def _private_python_pickler() -> type:
+    """The pure-Python ``_Pickler`` of a private copy of the pickle module.
+
+    ``import dill`` extends the shared ``pickle._Pickler.dispatch`` with dill's handlers (dill.extend), which
+    would change our pickle bytes (classes as ``dill._dill._load_type``); a private copy stays standard.
+    """
+    spec = importlib.util.find_spec("pickle")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module._Pickler  # type: ignore[no-any-return]
+
+
+class _RenamingPickler(Pyro4NamesMixin, _private_python_pickler()):  # type: ignore[misc]
     """The pure-Python pickler with Pyro4 names: used only when the fast pickle mentions pyroplug classes."""
 
 
