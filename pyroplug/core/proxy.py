@@ -54,6 +54,8 @@ _LOCAL = frozenset(
     _pyroSerializer _pyroConfig _async _hmac _timeout _lock _ser _object_id _async_pool""".split()
 )
 _RETRYABLE = (errors.ConnectionClosedError, errors.TimeoutError)
+#: remote errors after which a stock Pyro4 daemon drops the connection: release it, the next call reconnects
+_DROPPED_AFTER = (errors.CommunicationError, errors.SecurityError)
 
 
 class _RemoteMethod:
@@ -321,6 +323,8 @@ class Proxy:
 
                 return StreamResultIterator(stream_id, self)
             if rflags & FLAGS_EXCEPTION:
+                if isinstance(data, _DROPPED_AFTER):
+                    self._pyroRelease()
                 raise data
             return data
 
