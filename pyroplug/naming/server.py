@@ -67,8 +67,6 @@ class NameServerDaemon(Daemon):
         cfg = (config or global_config).copy()
         if port is None:
             port = cfg.NS_PORT
-        if natport is None and nathost is not None:
-            natport = cfg.NATPORT or None
         if cfg.NS_AUTOCLEAN and not AutoCleaner.override_autoclean_min and cfg.NS_AUTOCLEAN < AutoCleaner.min_autoclean_value:
             raise ValueError(f"NS_AUTOCLEAN cannot be smaller than {AutoCleaner.min_autoclean_value:g}")
         store = make_storage(storage, cfg)
@@ -178,7 +176,7 @@ def startNSloop(  # noqa: N802 - Pyro4 API
     """Start a name server (and broadcast responder thread) and serve until the daemon shuts down.
 
     Status lines go to the log, and to ``report`` when given (the ``pyroplug-ns`` tool prints them).
-    ``ready(uri, daemon, bcserver)`` is called just before the request loop starts.
+    ``ready(uri, daemon, bcserver)`` is called before the status lines and the request loop.
     """
 
     def say(line: str) -> None:
@@ -197,6 +195,8 @@ def startNSloop(  # noqa: N802 - Pyro4 API
             bcserver = BroadcastServer(internal, bchost, bcport, config=daemon.config)
             say(f"Broadcast server running on {bcserver.locationStr}")
             bcserver.runInThread()
+        if ready is not None:
+            ready(ns_uri, daemon, bcserver)
         assert daemon.nameserver is not None
         existing = daemon.nameserver.count()
         if existing > 1:
@@ -211,8 +211,6 @@ def startNSloop(  # noqa: N802 - Pyro4 API
             say(f"external URI = {ns_uri}")
         else:
             say(f"URI = {ns_uri}")
-        if ready is not None:
-            ready(ns_uri, daemon, bcserver)
         daemon.requestLoop()
     finally:
         daemon.close()
