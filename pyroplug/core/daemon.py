@@ -61,7 +61,11 @@ _NOT_STREAMS = frozenset([type(None), bool, int, float, str, bytes, list, tuple,
 
 
 def _new_corr() -> bytes:
-    return os.urandom(16)
+    """A fresh correlation id: the 16 bytes of a random (version 4) UUID, as stock Pyro4 sends."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return bytes(raw)
 
 
 @wire_class("Pyro4.core.Daemon")
