@@ -80,9 +80,8 @@ def main() -> None:
     parser.add_argument("--flavor", choices=("pyro4", "pyroplug"), default="pyro4")
     options = parser.parse_args()
     pyro = importlib.import_module("Pyro4" if options.flavor == "pyro4" else "pyroplug")
-    if options.flavor == "pyro4":
-        import Pyro4.naming  # noqa: F401
-        import Pyro4.util  # noqa: F401 - snippets use Pyro4.util / Pyro4.errors / Pyro4.naming
+    for submodule in ("errors", "message", "naming", "util"):  # Pyro4.naming etc. without imports in snippets
+        importlib.import_module(f"{pyro.__name__}.{submodule}")
     proto = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1, encoding="utf-8")
     sys.stdout = sys.stderr  # snippets may print: keep stdout for the protocol
     state: dict[str, Any] = {}
