@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 _MARSHAL_ID = 3
 _LAZY_VIEWS: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.items()))
 _NOT_STREAMS = frozenset([type(None), bool, int, float, str, bytes, list, tuple, dict, set])
+#: errors raised in _invoke before any reply byte was sent: reported to the caller, the connection stays usable
+_STREAM_INTACT = (errors.SerializeError, errors.MessageTooLargeError)
 
 
 def _new_corr() -> bytes:
@@ -459,9 +461,7 @@ class Daemon:
                 is_callback = method in members.callbacks
                 try:
                     data = func(*vargs, **kwargs)
-                except Exception as exc:  # the user's own error always goes back to the caller
-                    if flags & FLAGS_ONEWAY:
-                        raise
+                except Exception as exc:  # the user's own error: answered (or logged, for oneway), never fatal
                     raise _UserError(exc) from exc
                 if type(data) not in _NOT_STREAMS and not flags & FLAGS_ONEWAY:
                     if self._maybe_stream(conn, ser, seq, data):
@@ -476,20 +476,26 @@ class Daemon:
             )
         except _UserError as wrapped:
             error = wrapped.error
-            log.debug("exception in remote call: %r", error)
-            self._send_exception(conn, seq, ser, error, formatTraceback(type(error), error, error.__traceback__, self.config.DETAILED_TRACEBACK))
+            if flags & FLAGS_ONEWAY:
+                log.warning("exception in oneway call %s: %r", method, error, exc_info=error)
+            else:
+                log.debug("exception in remote call: %r", error)
+                self._send_exception(conn, seq, ser, error, formatTraceback(type(error), error, error.__traceback__, self.config.DETAILED_TRACEBACK))
             if is_callback:
                 raise error from None
         except Exception as exc:
             if isinstance(exc, errors.ConnectionClosedError):
                 raise
-            if not flags & FLAGS_ONEWAY and (isinstance(exc, errors.SerializeError) or not isinstance(exc, errors.CommunicationError)):
+            # A request that did not deserialize or a result too large to send leaves the stream intact:
+            # report it and keep serving the connection. Other communication errors close it.
+            intact = isinstance(exc, _STREAM_INTACT) or not isinstance(exc, errors.CommunicationError)
+            if not flags & FLAGS_ONEWAY and intact:
                 log.debug("exception in remote call: %r", exc)
                 tb = formatTraceback(detailed=self.config.DETAILED_TRACEBACK)
                 self._send_exception(conn, seq, ser, exc, tb)
             elif flags & FLAGS_ONEWAY:
                 log.warning("exception in oneway call: %r", exc)
-            if is_callback or isinstance(exc, (errors.CommunicationError, errors.SecurityError)):
+            if is_callback or not intact or isinstance(exc, errors.SecurityError):
                 raise
 
     def _maybe_stream(self, conn: Connection, ser: Serializer, seq: int, data: Any) -> bool:
@@ -634,7 +640,7 @@ def _run_oneway(func: Callable[..., Any], vargs: Any, kwargs: dict[str, Any], co
     current_context.from_global(context)
     try:
         func(*vargs, **kwargs)
-    except Exception:
+    except BaseException:  # noqa: B036 - even SystemExit must not end the pool worker uncounted
         log.warning("exception in oneway call %s", getattr(func, "__name__", func), exc_info=sys.exc_info())
 
 
