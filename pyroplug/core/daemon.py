@@ -314,7 +314,8 @@ class Daemon:
     # ------------------------------------------------------------------ RequestHandler
     def connection_opened(self, conn: Connection) -> None:
         """Give a new connection its reader (message size limit, hmac key)."""
-        conn.reader = MessageReader(self.config.MAX_MESSAGE_SIZE, self.__hmac_key)
+        reader = conn.reader = MessageReader(self.config.MAX_MESSAGE_SIZE, self.__hmac_key)
+        reader.defer_hmac = True  # the CONNECT is authenticated by _handshake, which can answer CONNECTFAIL
         conn.handshaked = False
         conn.peer_address = conn.peer  # type: ignore[attr-defined]
 
@@ -364,6 +365,14 @@ class Daemon:
         return ann
 
     def _handshake(self, conn: Connection, msg: Message) -> None:
+        reader = conn.reader
+        if reader.defer_hmac:
+            try:
+                msg = reader.authenticate(msg)
+            except errors.SecurityError as exc:
+                self._refuse_unauthenticated(conn, exc)
+                raise
+            reader.defer_hmac = False  # later messages are checked by the reader itself
         ser = self._serializers.get(msg.serializer_id)
         corr = msg.annotations.get("CORR") or _new_corr()
         ctx = current_context
@@ -393,6 +402,17 @@ class Daemon:
         if reply_type == MSG_CONNECTFAIL:
             raise errors.ConnectionClosedError("handshake refused")
         conn.handshaked = True
+
+    def _refuse_unauthenticated(self, conn: Connection, exc: errors.SecurityError) -> None:
+        """Answer a CONNECT that failed its HMAC check: CONNECTFAIL with the reason, marshal, seq 0.
+
+        Nothing of the unauthenticated message is used (like Pyro4, which has not read the seq then);
+        the reply is signed with this daemon's key, so a client with the right key can verify it.
+        """
+        log.info("handshake refused for %r: %s", conn, exc)
+        payload = self._fail_serializer.dumps(str(exc))
+        conn.send_parts(*encode_parts(MSG_CONNECTFAIL, payload, _MARSHAL_ID, 0, 0, self._reply_annotations(None),
+                                      self.__hmac_key))
 
     def _get_instance(self, clazz: type, conn: Connection) -> Any:
         mode, creator = getattr(clazz, "_pyroInstancing", ("session", None))

@@ -296,6 +296,11 @@ class MessageReader:
     :attr:`BIG_PREALLOC` bytes as data arrives, so a lying header cannot make the reader allocate
     gigabytes), and its ``data`` is handed out as a memoryview without a further copy.
     Errors are pyroplug exceptions; after one, the stream is unusable and the connection should close.
+
+    With :attr:`defer_hmac` set, a message that needs an HMAC check (the reader has a key, or the
+    message carries an ``HMAC`` annotation) is handed out unverified and still compressed, and
+    :meth:`authenticate` then raises the SecurityError: a daemon reads the CONNECT message this way
+    so that it can answer CONNECTFAIL with the reason before it closes the connection.
     """
 
     __slots__ = (
@@ -309,6 +314,7 @@ class MessageReader:
         "_big",
         "_bigfill",
         "_bigsize",
+        "defer_hmac",
     )
 
     #: size of the reusable buffer; messages larger than this use a dedicated buffer
@@ -330,6 +336,8 @@ class MessageReader:
         self._big: bytearray | None = None  # dedicated body buffer of a large message
         self._bigfill = 0  # bytes of the large body received so far
         self._bigsize = 0  # size of the large body (annotations + data)
+        #: hand out messages whose HMAC is still to be checked instead of raising (see authenticate())
+        self.defer_hmac = False
 
     # --- input ------------------------------------------------------------------------
     def feed(self, data: bytes | bytearray | memoryview) -> None:
@@ -438,6 +446,8 @@ class MessageReader:
                 except errors.PyroError:
                     pass
         if self.hmac_key or (annotations is not None and "HMAC" in annotations):
+            if self.defer_hmac:  # unverified and still compressed: the receiver calls authenticate()
+                return Message(msgtype, data, ser, flags, seq, annotations)
             self._check_hmac(data, annotations)
         if flags & FLAGS_COMPRESSED:
             data = self._decompress(data)
@@ -471,6 +481,8 @@ class MessageReader:
             except errors.PyroError:
                 pass
         if self.hmac_key or (annotations is not None and "HMAC" in annotations):
+            if self.defer_hmac:  # unverified and still compressed: the receiver calls authenticate()
+                return Message(msgtype, data, ser, flags, seq, annotations)
             self._check_hmac(data, annotations)
         if flags & FLAGS_COMPRESSED:
             data = self._decompress(data)
@@ -516,6 +528,21 @@ class MessageReader:
                 self._bigsize = body
                 self._start = self._end = 0
         return header
+
+    def authenticate(self, msg: Message) -> Message:
+        """Check the HMAC of a message handed out by :attr:`defer_hmac` mode, then decompress it.
+
+        Raises SecurityError (``message hmac mismatch``, ``hmac key config not symmetric``); nothing is
+        decompressed before the HMAC matched. Only for messages handed out unverified (the HMAC covers
+        the wire payload, so a message the reader already decompressed cannot be checked again).
+        """
+        annotations = msg.annotations
+        if self.hmac_key or "HMAC" in annotations:
+            self._check_hmac(msg.data, annotations)
+        if msg.flags & FLAGS_COMPRESSED:
+            msg.data = self._decompress(msg.data)
+            msg.flags &= ~FLAGS_COMPRESSED
+        return msg
 
     def _check_hmac(self, data: bytes | bytearray | memoryview, annotations: Mapping[str, bytes] | None) -> None:
         received = annotations.get("HMAC") if annotations else None

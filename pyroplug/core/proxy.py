@@ -234,7 +234,12 @@ class Proxy:
             object.__setattr__(self, "_pyroConnection", conn)
             if replace_uri:
                 object.__setattr__(self, "_pyroUri", uri)
-            self._pyroValidateHandshake(response)
+            try:
+                self._pyroValidateHandshake(response)  # may look at self._pyroConnection (e.g. getpeercert)
+            except BaseException:  # refused by the client: the connection closes, the exception propagates
+                object.__setattr__(self, "_pyroConnection", None)
+                conn.close()
+                raise
             if cfg.METADATA and not self._pyroMethods and not self._pyroAttrs:
                 self._pyroGetMetadata(uri.object)
             return True
@@ -255,6 +260,8 @@ class Proxy:
             msg = conn.recv_message()
         except errors.CommunicationError as exc:
             raise type(exc)(f"cannot connect to {location}: {exc}") from exc
+        except errors.SecurityError as exc:  # the reply failed our HMAC check: Pyro4 raises CommunicationError
+            raise errors.CommunicationError(f"cannot connect to {location}: {exc}") from exc
         if msg.type not in (MSG_CONNECTOK, MSG_CONNECTFAIL):
             raise errors.ProtocolError(f"cannot connect to {location}: invalid msg type {msg.type} received")
         reply_ser = ser if msg.serializer_id == ser.serializer_id else get_registry().serializer_by_id(msg.serializer_id)(cfg)
