@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
+import threading
 import time
 from typing import Any
 
 from pyroplug.core import errors
 from pyroplug.core import transport as _transport
+from pyroplug.core.transport import map_oserror
 
 try:
     import ssl
@@ -31,6 +34,7 @@ __all__ = [
     "ERRNO_ENOTSOCK",
     "ERRNO_RETRIES",
     "SocketConnection",
+    "TLSServerConnection",
     "bindOnUnusedPort",
     "createBroadcastSocket",
     "createSocket",
@@ -48,6 +52,10 @@ __all__ = [
     "setNoDelay",
     "setNoInherit",
     "setReuseAddr",
+    "ssl_client_context",
+    "ssl_server_context",
+    "ssl_wrap_client",
+    "ssl_wrap_server",
 ]
 
 
@@ -430,8 +438,19 @@ def interruptSocket(address: Any) -> None:  # noqa: N802 - Pyro4 API
 
 # --- TLS ---------------------------------------------------------------------------------------
 
-_ssl_server_context: Any = None
-_ssl_client_context: Any = None
+#: TLS contexts made by getSSLcontext, by role, settings and the files' modification times
+_ssl_contexts: dict[tuple[Any, ...], Any] = {}
+_ssl_lock = threading.Lock()
+
+
+def _file_stamp(path: str) -> int:
+    """Modification time of ``path`` in ns (-1 when it is missing or empty): part of a context's cache key."""
+    if not path:
+        return -1
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
 
 
 def getSSLcontext(  # noqa: N802 - Pyro4 API
@@ -441,38 +460,73 @@ def getSSLcontext(  # noqa: N802 - Pyro4 API
     clientkey: str = "",
     cacerts: str = "",
     keypassword: str = "",
+    *,
+    requireclientcert: bool | None = None,
+    checkhostname: bool = True,
 ) -> Any:
-    """A server (``servercert`` given) or client TLS context, created once per process and then reused.
+    """A TLS context: a server context when ``servercert`` is given, else a client context.
 
-    The server context verifies client certificates only when SSL_REQUIRECLIENTCERT is on.
+    As in Pyro4 a context is created once and then reused by the whole process; the cache is keyed by
+    the settings and the files' modification times, so daemons and proxies with different certificates
+    in one process each get their own (Pyro4 keeps just one of each kind).
+
+    * server (``ssl.Purpose.CLIENT_AUTH``): ``servercert`` (+ ``serverkey``, ``keypassword``). Client
+      certificates are required and verified against ``cacerts`` when ``requireclientcert`` (default:
+      the SSL_REQUIRECLIENTCERT config item) is on (two-way TLS), else not asked for (one-way).
+    * client (``ssl.Purpose.SERVER_AUTH``): the server's certificate is verified against ``cacerts``
+      (a PEM file, or a directory of hashed certificates; default: the system's CA store), and its name
+      against the host connected to unless ``checkhostname`` is False; ``clientcert`` (+ ``clientkey``,
+      ``keypassword``) is presented when the server asks for one.
+
+    Raises ValueError for both a server and a client certificate, OSError (Pyro4's messages) for a
+    missing certificate or key file, and ssl.SSLError for one that cannot be loaded (e.g. a wrong key
+    password).
     """
-    global _ssl_server_context, _ssl_client_context
     if ssl is None:
         raise ValueError("SSL requested but ssl module is not available")
     if servercert:
         if clientcert:
             raise ValueError("can't have both server cert and client cert")
-        if _ssl_server_context is not None:
-            return _ssl_server_context
-        if not os.path.isfile(servercert):
-            raise OSError("server cert file not found")
-        if serverkey and not os.path.isfile(serverkey):
-            raise OSError("server key file not found")
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(servercert, serverkey or None, keypassword or None)
-        _load_cacerts(context, cacerts)
-        context.verify_mode = ssl.CERT_REQUIRED if _config().SSL_REQUIRECLIENTCERT else ssl.CERT_NONE
-        _ssl_server_context = context
+        if requireclientcert is None:
+            requireclientcert = bool(_config().SSL_REQUIRECLIENTCERT)
+        key: tuple[Any, ...] = ("server", servercert, serverkey, cacerts, keypassword, requireclientcert)
+    else:
+        key = ("client", clientcert, clientkey, cacerts, keypassword, checkhostname)
+    key += tuple(_file_stamp(path) for path in (servercert or clientcert, serverkey or clientkey, cacerts))
+    with _ssl_lock:
+        context = _ssl_contexts.get(key)
+        if context is None:
+            if servercert:
+                context = _server_context(servercert, serverkey, cacerts, keypassword, bool(requireclientcert))
+            else:
+                context = _client_context(clientcert, clientkey, cacerts, keypassword, checkhostname)
+            _ssl_contexts[key] = context
         return context
-    if _ssl_client_context is not None:
-        return _ssl_client_context
+
+
+def _server_context(servercert: str, serverkey: str, cacerts: str, keypassword: str, requireclientcert: bool) -> Any:
+    if not os.path.isfile(servercert):
+        raise OSError("server cert file not found")
+    if serverkey and not os.path.isfile(serverkey):
+        raise OSError("server key file not found")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(servercert, serverkey or None, keypassword or None)
+    _load_cacerts(context, cacerts)
+    context.verify_mode = ssl.CERT_REQUIRED if requireclientcert else ssl.CERT_NONE
+    return context
+
+
+def _client_context(clientcert: str, clientkey: str, cacerts: str, keypassword: str, checkhostname: bool) -> Any:
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     if clientcert:
         if not os.path.isfile(clientcert):
             raise OSError("client cert file not found")
+        if clientkey and not os.path.isfile(clientkey):
+            raise OSError("client key file not found")
         context.load_cert_chain(clientcert, clientkey or None, keypassword or None)
     _load_cacerts(context, cacerts)
-    _ssl_client_context = context
+    if not checkhostname:
+        context.check_hostname = False  # the chain is still verified (CERT_REQUIRED)
     return context
 
 
@@ -482,6 +536,167 @@ def _load_cacerts(context: Any, cacerts: str) -> None:
             context.load_verify_locations(capath=cacerts)
         else:
             context.load_verify_locations(cafile=cacerts)
+
+
+def ssl_server_context(config: Any) -> Any:
+    """The server TLS context for a daemon's Config (SSL_SERVERCERT, SSL_SERVERKEY, SSL_SERVERKEYPASSWD,
+    SSL_CACERTS, SSL_REQUIRECLIENTCERT); PyroError when SSL_SERVERCERT is not set."""
+    if not config.SSL_SERVERCERT:
+        raise errors.PyroError("SSL is enabled but no server certificate is configured (SSL_SERVERCERT)")
+    return getSSLcontext(servercert=config.SSL_SERVERCERT, serverkey=config.SSL_SERVERKEY,
+                         cacerts=config.SSL_CACERTS, keypassword=config.SSL_SERVERKEYPASSWD,
+                         requireclientcert=config.SSL_REQUIRECLIENTCERT)
+
+
+def ssl_client_context(config: Any, checkhostname: bool = True) -> Any:
+    """The client TLS context for a proxy's Config (SSL_CLIENTCERT, SSL_CLIENTKEY, SSL_CLIENTKEYPASSWD,
+    SSL_CACERTS)."""
+    return getSSLcontext(clientcert=config.SSL_CLIENTCERT, clientkey=config.SSL_CLIENTKEY,
+                         cacerts=config.SSL_CACERTS, keypassword=config.SSL_CLIENTKEYPASSWD,
+                         checkhostname=checkhostname)
+
+
+def ssl_wrap_client(sock: socket.socket, config: Any, server_hostname: str | None, location: str) -> socket.socket:
+    """Run the client side of the TLS handshake on a connected socket, within the socket's timeout.
+
+    The server's certificate must chain to SSL_CACERTS and, when ``server_hostname`` is given, name
+    that host (for unix sockets there is no host name: only the chain is checked). Returns the
+    SSLSocket; on failure the socket is closed and CommunicationError (TimeoutError) raised, naming
+    ``location`` like Pyro4 (``cannot connect to LOCATION: ...``) with the ssl error as its cause.
+    """
+    try:
+        context = ssl_client_context(config, checkhostname=server_hostname is not None)
+        return context.wrap_socket(sock, server_hostname=server_hostname)  # type: ignore[no-any-return]
+    except TimeoutError as exc:  # the builtin
+        sock.close()
+        raise errors.TimeoutError(f"cannot connect to {location}: TLS handshake timeout") from exc
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError; a bad config can give ValueError
+        sock.close()
+        raise errors.CommunicationError(f"cannot connect to {location}: TLS: {exc}") from exc
+
+
+def ssl_wrap_server(sock: socket.socket, config: Any) -> TLSServerConnection:
+    """Wrap an accepted socket for TLS without any I/O: the handshake runs in :meth:`TLSServerConnection.fill`,
+    a step at a time, as the client's records arrive (so it never blocks a server's loop)."""
+    context = ssl_server_context(config)
+    tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+    return TLSServerConnection(tls, config.COMMTIMEOUT)
+
+
+def _wait(sock: socket.socket, write: bool, timeout: float | None, doing: str) -> None:
+    """Block until ``sock`` is readable (or writable) or ``timeout`` passed (TimeoutError)."""
+    readers, writers = ([], [sock]) if write else ([sock], [])
+    try:
+        r, w, _ = select.select(readers, writers, [], timeout)
+    except (OSError, ValueError) as exc:  # closed meanwhile
+        raise errors.ConnectionClosedError(f"{doing}: connection closed") from exc
+    if not r and not w:
+        raise errors.TimeoutError(f"{doing}: timeout")
+
+
+class TLSServerConnection(_transport.SocketConnection):
+    """The daemon side of a TLS connection: a non-blocking SSLSocket.
+
+    A server type reads through :meth:`fill` only after the socket became readable; here that read
+    never blocks: the TLS handshake advances a step at a time (its failure, e.g. a missing or untrusted
+    client certificate, raises SecurityError before any Pyro message is read), and a record that has
+    only partly arrived leaves the reader untouched until the rest arrives. Decrypted bytes left inside
+    the SSL object are reported by :meth:`buffered`, so server types read them without waiting for the
+    selector. Sends (and :meth:`recv_into`, for blocking callers) wait for the socket with COMMTIMEOUT
+    (the connection's timeout; None: forever), like a plain blocking socket would.
+    """
+
+    def __init__(self, sock: Any, timeout: float | None = None) -> None:
+        super().__init__(sock)
+        sock.setblocking(False)
+        self._tls: Any = sock  # the SSLSocket (``sock`` is typed as a plain socket)
+        self._io_timeout: float | None = timeout or None
+        #: True once the TLS handshake completed
+        self.tls_established = False
+
+    # --- handshake ---------------------------------------------------------------------------
+    def _handshake_step(self) -> bool:
+        """Advance the TLS handshake with what has arrived; True once it is complete."""
+        while True:
+            try:
+                self._tls.do_handshake()
+            except ssl.SSLWantReadError:
+                return False
+            except ssl.SSLWantWriteError:
+                _wait(self.sock, True, self._io_timeout, "TLS handshake")
+                continue
+            except ssl.SSLError as exc:
+                raise errors.SecurityError(f"TLS handshake failed: {exc}") from exc
+            except (OSError, ValueError) as exc:
+                raise map_oserror(exc, "TLS handshake") from exc
+            self.tls_established = True
+            return True
+
+    # --- receiving -----------------------------------------------------------------------------
+    def fill(self) -> None:
+        """Read what has arrived (never blocks): handshake records first, then application data."""
+        if not self.tls_established and not self._handshake_step():
+            return
+        reader = self.reader
+        try:
+            n = self.sock.recv_into(reader.get_buffer())
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return  # only part of a record has arrived (or a non-application record)
+        except ssl.SSLError as exc:
+            raise errors.ConnectionClosedError(f"receiving: {exc}") from exc
+        except (OSError, ValueError) as exc:
+            raise map_oserror(exc, "receiving") from exc
+        if not n:
+            raise errors.ConnectionClosedError("receiving: connection closed")
+        reader.buffer_updated(n)
+
+    def recv_into(self, buffer: memoryview) -> int:
+        """Blocking receive (waits up to the timeout for a whole record); 0 at the end of the stream."""
+        while not self.tls_established and not self._handshake_step():
+            _wait(self.sock, False, self._io_timeout, "receiving")
+        while True:
+            try:
+                return int(self.sock.recv_into(buffer))
+            except ssl.SSLWantReadError:
+                _wait(self.sock, False, self._io_timeout, "receiving")
+            except ssl.SSLWantWriteError:
+                _wait(self.sock, True, self._io_timeout, "receiving")
+            except ssl.SSLError as exc:
+                raise errors.ConnectionClosedError(f"receiving: {exc}") from exc
+            except (OSError, ValueError) as exc:
+                raise map_oserror(exc, "receiving") from exc
+
+    # --- sending -------------------------------------------------------------------------------
+    def send(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+        sock = self.sock
+        while len(view):
+            try:
+                sent = sock.send(view)
+            except ssl.SSLWantWriteError:
+                _wait(sock, True, self._io_timeout, "sending")
+                continue
+            except ssl.SSLWantReadError:
+                _wait(sock, False, self._io_timeout, "sending")
+                continue
+            except (OSError, ValueError) as exc:
+                raise map_oserror(exc, "sending") from exc
+            view = view[sent:]
+
+    def send_parts(self, head: bytes, payload: bytes | bytearray | memoryview) -> None:
+        if len(payload) < _transport.GATHER_THRESHOLD:
+            self.send(head + payload)
+        else:
+            self.send(head)
+            self.send(payload)
+
+    # --- timeouts ------------------------------------------------------------------------------
+    def settimeout(self, timeout: float | None) -> None:
+        """The time sends and blocking receives may wait (the socket itself stays non-blocking)."""
+        self._io_timeout = timeout or None
+
+    def gettimeout(self) -> float | None:
+        return self._io_timeout
 
 
 # --- connection --------------------------------------------------------------------------------

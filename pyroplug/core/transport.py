@@ -175,8 +175,9 @@ class SocketConnection(Connection):
         self.keep_open = keep_open
         self._send = sock.sendall
         self._recv_into = sock.recv_into
-        self._sendmsg = getattr(sock, "sendmsg", None)
         self._pending = getattr(sock, "pending", None)  # SSLSocket: decrypted bytes not yet read
+        # an SSLSocket has sendmsg, but it raises NotImplementedError: gathering sends are plain-socket only
+        self._sendmsg = None if self._pending is not None else getattr(sock, "sendmsg", None)
 
     def send(self, data: bytes | bytearray | memoryview) -> None:
         try:

@@ -40,10 +40,16 @@ def _tune(sock: socket.socket) -> None:
 
 
 class TCPListener(SocketListener):
-    """A listening TCP socket; accepted sockets get TCP_NODELAY, SO_KEEPALIVE and COMMTIMEOUT."""
+    """A listening TCP socket; accepted sockets get TCP_NODELAY, SO_KEEPALIVE and COMMTIMEOUT.
+
+    With the SSL config item on, an accepted socket becomes a :class:`~pyroplug.socketutil.TLSServerConnection`
+    whose TLS handshake runs as the client's records arrive (never inside accept).
+    """
 
     def wrap(self, csock: socket.socket) -> Connection:
         _tune(csock)
+        if self.config.SSL:
+            return socketutil.ssl_wrap_server(csock, self.config)
         csock.setblocking(True)
         if self.config.COMMTIMEOUT:
             csock.settimeout(self.config.COMMTIMEOUT)
@@ -85,6 +91,8 @@ class TCPTransport(Transport):
                 sock.close()
                 last = exc
                 continue
+            if self.config.SSL:  # the server's certificate must name the URI's host
+                sock = socketutil.ssl_wrap_client(sock, self.config, host, location)
             return socketutil.SocketConnection(sock)
         reason = "connection refused" if isinstance(last, ConnectionRefusedError) else str(last)
         raise errors.CommunicationError(f"cannot connect to {location}: {reason}") from last
@@ -104,6 +112,8 @@ class TCPTransport(Transport):
             family, sockaddr = socketutil.resolve(host, port, self.config.PREFER_IP_VERSION, passive=True)[0]
         except OSError as exc:
             raise errors.CommunicationError(f"cannot bind {format_location(host, port)}: cannot resolve host: {exc}") from exc
+        if self.config.SSL:
+            socketutil.ssl_server_context(self.config)  # a missing certificate fails here, not per connection
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             if self.config.SOCK_REUSE:

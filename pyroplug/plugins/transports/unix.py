@@ -54,6 +54,8 @@ class UnixListener(SocketListener):
                 pass
 
     def wrap(self, csock: socket.socket) -> Connection:
+        if self.config.SSL:  # TLS over the unix socket; the handshake runs as the client's records arrive
+            return socketutil.ssl_wrap_server(csock, self.config)
         csock.setblocking(True)
         if self.config.COMMTIMEOUT:
             csock.settimeout(self.config.COMMTIMEOUT)
@@ -104,6 +106,8 @@ class UnixTransport(Transport):
             else:
                 reason = str(exc)
             raise errors.CommunicationError(f"cannot connect to ./u:{_display(address)}: {reason}") from exc
+        if self.config.SSL:  # no host name to check on a unix socket: the certificate chain is verified
+            sock = socketutil.ssl_wrap_client(sock, self.config, None, f"./u:{_display(address)}")
         return socketutil.SocketConnection(sock)
 
     def listen(self, host: str | None = None, port: int = 0, address: str | None = None) -> Listener:
@@ -120,6 +124,8 @@ class UnixTransport(Transport):
                 raise errors.CommunicationError("abstract unix socket names (starting with NUL) need Linux")
         else:
             _remove_stale(address)
+        if self.config.SSL:
+            socketutil.ssl_server_context(self.config)  # a missing certificate fails here, not per connection
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             socketutil.setNoInherit(sock)
