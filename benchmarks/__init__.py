@@ -40,11 +40,11 @@ class Result:
 
     @property
     def verdict(self) -> str:
-        """``ok`` or ``MISS`` against the target, empty when there is no target."""
+        """``PASS`` or ``MISS`` against the target, empty when there is no target."""
         ratio = self.ratio
         if self.target is None or ratio is None:
             return ""
-        return "ok" if ratio >= self.target else "MISS"
+        return "PASS" if ratio >= self.target else "MISS"
 
 
 def calibrate(func: Callable[[], object], round_time: float) -> int:

@@ -18,6 +18,9 @@ from benchmarks import Result
 #: (short name, module) of every benchmark, in the order they run
 BENCHMARKS: list[tuple[str, str]] = [
     ("codec", "benchmarks.bench_codec"),
+    ("calls", "benchmarks.bench_calls"),
+    ("load", "benchmarks.bench_load"),
+    ("profile", "benchmarks.bench_profile"),
 ]
 
 
