@@ -41,7 +41,10 @@ __all__ = [
     "child_env",
     "free_tcp_port",
     "free_udp_port",
+    "peer",
     "peers_dir",
+    "repo_root",
+    "run_peer",
     "short_socket_path",
 ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -47,7 +48,9 @@ def type_tree(value: Any) -> Any:
     return load_peer_module("service").type_tree(value)
 
 
-def start_daemon_peer(flavor: str, tmp_dir: str | Path, env: dict[str, str] | None = None, *extra: str) -> Peer:
+def start_daemon_peer(
+    flavor: str, tmp_dir: str | Path, env: dict[str, str] | None = None, extra: Sequence[str] = ()
+) -> Peer:
     """``peers/daemon.py`` for ``flavor`` on 127.0.0.1 plus a unix socket in ``tmp_dir``; waits for READY."""
     sock = short_socket_path(tmp_dir, f"{flavor}.sock")
     argv = [sys.executable, str(peers_dir() / "daemon.py"), "--flavor", flavor, "--host", "127.0.0.1",

@@ -10,8 +10,9 @@ Pyro4 program. Daemons, each with a fresh Service registered as ``service``:
 - ``strict``: a plain Daemon on TCP accepting only serpent;
 - ``unix``: a plain Daemon on the unix socket ``--unixsocket`` (if given).
 
-Prints ``URI <name>=<uri of its service>`` per daemon, then ``READY``. With ``--ns`` the plain
-service is also registered in that name server as ``--ns-name`` (default ``interop.<flavor>``).
+Prints ``URI <name>=<uri of its service>`` per daemon, then ``READY``. With ``--ns`` (repeatable) the
+plain service is also registered in that name server as ``--ns-name`` (default ``interop.<flavor>``),
+with the metadata ``{"interop", <flavor>}``.
 Exits on SIGTERM/SIGINT, or by itself after ``--lifetime`` seconds (a safety net for orphans).
 """
 
@@ -33,7 +34,8 @@ def main() -> None:
     parser.add_argument("--flavor", choices=("pyro4", "pyroplug"), default="pyro4")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--unixsocket")
-    parser.add_argument("--ns", help="HOST:PORT of a name server to register the plain service in")
+    parser.add_argument("--ns", action="append", default=[],
+                        help="HOST:PORT of a name server to register the plain service in (repeatable)")
     parser.add_argument("--ns-name")
     parser.add_argument("--lifetime", type=float, default=300.0)
     options = parser.parse_args()
@@ -54,10 +56,10 @@ def main() -> None:
         daemons["unix"] = Pyro4.Daemon(unixsocket=options.unixsocket)
 
     uris = {name: daemon.register(classes["Service"](), "service") for name, daemon in daemons.items()}
-    if options.ns:
-        host, _, port = options.ns.rpartition(":")
+    for location in options.ns:
+        host, _, port = location.rpartition(":")
         with Pyro4.locateNS(host, int(port)) as ns:
-            ns.register(options.ns_name or f"interop.{options.flavor}", uris["plain"])
+            ns.register(options.ns_name or f"interop.{options.flavor}", uris["plain"], metadata={"interop", options.flavor})
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
