@@ -87,8 +87,13 @@ def _walk(data: bytes | bytearray) -> None:
 
 
 class MarshalSerializer(Serializer):
-    """Pyro4's marshal format. Like Pyro4, only the top-level value (and each top-level call argument)
-    is converted to a class dict; objects nested deeper cannot be sent. Calls carry vargs as a list.
+    """Pyro4's marshal format (version 4). Calls carry vargs as a list.
+
+    Like Pyro4, the top-level value (and each top-level call argument) is converted to a class dict when
+    marshal cannot carry it, and for such values the bytes equal Pyro4's. Where stock Pyro4 then fails with
+    "unmarshallable object" (an object nested in a container, such as the _ExceptionWrapper in a batch
+    result or URIs in a list) we convert at every depth instead; any Pyro4 peer decodes that, since its
+    receiving side rebuilds class dicts at every depth.
 
     Unlike stock Pyro4 4.82 (PYRO4-PROTOCOL 2.17) a call with kwargs None (``__getattr__``,
     ``__setattr__``, ``<batch>``) is sent as is instead of crashing, and list/tuple headers claiming more
@@ -99,7 +104,7 @@ class MarshalSerializer(Serializer):
     serializer_id: ClassVar[int] = 3
     roundtrip_types = frozenset({
         "none", "bool", "int", "bigint", "float", "nan", "str", "bytes", "tuple", "list", "dict", "intkeys",
-        "set", "emptyset", "frozenset", "complex",
+        "set", "emptyset", "frozenset", "complex", "nested_objects",
     })
 
     def __init__(self, config: Any) -> None:
@@ -119,13 +124,30 @@ class MarshalSerializer(Serializer):
             return self._marshallable(converted)  # the replace hook's result (a proxy) needs its class dict
         return converted
 
+    def _deep(self, obj: Any) -> Any:
+        """Convert unmarshallable objects at any depth (containers are rebuilt, keys and set items kept)."""
+        t = type(obj)
+        if t is list:
+            return [self._deep(v) for v in obj]
+        if t is tuple:
+            return tuple([self._deep(v) for v in obj])
+        if t is dict:
+            return {k: self._deep(v) for k, v in obj.items()}
+        if t in _MARSHALABLE:
+            return obj
+        converted = self._marshallable(obj)
+        return obj if converted is obj else self._deep(converted)
+
     def dumps(self, data: Any) -> bytes:
         """Marshal a value, converting it first when it is not marshallable itself."""
         try:
-            if type(data) in _MARSHALABLE:
-                return self._dumps(data)
-            # passed straight on (no local name): marshal's FLAG_REF bits depend on reference counts
-            return self._dumps(self._marshallable(data))
+            try:
+                if type(data) in _MARSHALABLE:
+                    return self._dumps(data)
+                # passed straight on (no local name): marshal's FLAG_REF bits depend on reference counts
+                return self._dumps(self._marshallable(data))
+            except ValueError:  # unmarshallable object nested somewhere (Pyro4 gives up here)
+                return self._dumps(self._deep(data))
         except errors.PyroError:
             raise
         except Exception as exc:
@@ -134,11 +156,16 @@ class MarshalSerializer(Serializer):
     def dumps_call(self, obj: str, method: str, vargs: Any, kwargs: Any) -> bytes:
         """Marshal ``(obj, method, [vargs...], {kwargs})``, converting each top-level argument."""
         try:
-            conv = self._marshallable
-            args = [conv(v) for v in vargs]
-            if kwargs is not None:
-                kwargs = {k: conv(v) for k, v in kwargs.items()}
-            return self._dumps((obj, method, args, kwargs))
+            try:
+                conv = self._marshallable
+                args = [conv(v) for v in vargs]
+                kw = None if kwargs is None else {k: conv(v) for k, v in kwargs.items()}
+                return self._dumps((obj, method, args, kw))
+            except ValueError:  # unmarshallable object nested in an argument
+                conv = self._deep
+                args = [conv(v) for v in vargs]
+                kw = None if kwargs is None else {k: conv(v) for k, v in kwargs.items()}
+                return self._dumps((obj, method, args, kw))
         except errors.PyroError:
             raise
         except Exception as exc:
