@@ -21,6 +21,7 @@ BENCHMARKS: list[tuple[str, str]] = [
     ("calls", "benchmarks.bench_calls"),
     ("load", "benchmarks.bench_load"),
     ("profile", "benchmarks.bench_profile"),
+    ("naming", "benchmarks.bench_naming"),
 ]
 
 
