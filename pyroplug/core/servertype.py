@@ -22,10 +22,20 @@ if TYPE_CHECKING:
     from pyroplug.core.protocol import Message
     from pyroplug.core.transport import Connection, Listener
 
-__all__ = ["RequestHandler", "ServerType"]
+__all__ = ["RequestHandler", "ServerType", "fileno_of"]
 
 log = logging.getLogger(__name__)
 _monotonic = time.monotonic
+
+
+def fileno_of(obj: Any) -> int:
+    """The fd of a socket, Connection, Listener or int, as passed to ``events()``; -1 when closed or none."""
+    if isinstance(obj, int):
+        return obj
+    try:
+        return int(obj.fileno())
+    except (OSError, ValueError, AttributeError, TypeError):
+        return -1
 
 
 class RequestHandler(Protocol):

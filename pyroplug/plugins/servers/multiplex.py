@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyroplug.core import errors
 from pyroplug.core.hookspec import hookimpl
-from pyroplug.core.servertype import RequestHandler, ServerType
+from pyroplug.core.servertype import RequestHandler, ServerType, fileno_of
 
 if TYPE_CHECKING:
     from pyroplug.core.config import Config
@@ -32,16 +32,6 @@ _monotonic = time.monotonic
 
 _LISTENER = "listener"
 _WAKE = "wake"
-
-
-def _fileno(obj: Any) -> int:
-    """The fd of a socket, Connection, Listener or int; -1 when it has none (closed)."""
-    if isinstance(obj, int):
-        return obj
-    try:
-        return int(obj.fileno())
-    except (OSError, ValueError, AttributeError):
-        return -1
 
 
 class MultiplexServer(ServerType):
@@ -115,7 +105,7 @@ class MultiplexServer(ServerType):
         for obj in eventsockets:
             if self._shutdown:
                 return
-            fd = _fileno(obj)
+            fd = fileno_of(obj)
             if fd < 0:
                 continue
             if fd == self._listener_fd:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyroplug.core import errors
 from pyroplug.core.hookspec import hookimpl
-from pyroplug.core.servertype import ServerType
+from pyroplug.core.servertype import ServerType, fileno_of
 
 if TYPE_CHECKING:
     from pyroplug.core.config import Config
@@ -222,6 +222,7 @@ class _Pool:
                 if not woken and worker in self._idle:
                     if len(self.workers) > self.size_min and not self.closed:
                         self._idle.remove(worker)
+                        self.workers.discard(worker)  # now, so that other idle workers count it gone
                         return None
                     continue
                 if not woken:  # claimed just as the wait timed out: the release already happened
@@ -394,6 +395,9 @@ class ThreadServer(ServerType):
         self._loop_wake_r, self._loop_wake_w = _socketpair()
         self._shutdown = False
         self._closed = False
+        self._loop_thread: int | None = None
+        self._loop_done = threading.Event()
+        self._loop_done.set()
 
     # --- starting ----------------------------------------------------------------------------
     def _ensure_started(self) -> _Parker:
@@ -416,21 +420,27 @@ class ThreadServer(ServerType):
         assert listener is not None
         self._ensure_started()
         poll_timeout = self.config.POLLTIMEOUT if self.config.POLLTIMEOUT > 0 else 2.0
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._loop_wake_r, selectors.EVENT_READ, False)
-            selector.register(listener.sock or listener, selectors.EVENT_READ, True)
-            while not self._shutdown and loop_condition():
-                try:
-                    ready = selector.select(poll_timeout)
-                except (OSError, ValueError):
-                    if self._closed:
-                        break
-                    raise
-                for key, _mask in ready:
-                    if key.data:
-                        self._accept_pending()
-                    else:
-                        _drain(self._loop_wake_r)
+        self._loop_thread = threading.get_ident()
+        self._loop_done.clear()
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self._loop_wake_r, selectors.EVENT_READ, False)
+                selector.register(listener.sock or listener, selectors.EVENT_READ, True)
+                while not self._shutdown and loop_condition():
+                    try:
+                        ready = selector.select(poll_timeout)
+                    except (OSError, ValueError):
+                        if self._closed:
+                            break
+                        raise
+                    for key, _mask in ready:
+                        if key.data:
+                            self._accept_pending()
+                        else:
+                            _drain(self._loop_wake_r)
+        finally:
+            self._loop_thread = None
+            self._loop_done.set()
 
     def events(self, eventsockets: Iterable[Any]) -> None:
         """Accept the pending connections when the listener is among ``eventsockets`` (Pyro4 semantics)."""
@@ -438,8 +448,7 @@ class ThreadServer(ServerType):
             return
         listener_fd = self.listener.fileno()
         for obj in eventsockets:
-            fd = obj if isinstance(obj, int) else getattr(obj, "fileno", lambda: -1)()
-            if fd == listener_fd:
+            if fileno_of(obj) == listener_fd:
                 self._ensure_started()
                 self._accept_pending()
                 return
@@ -559,9 +568,11 @@ class ThreadServer(ServerType):
             return
         self._closed = True
         self.shutdown()
+        deadline = _monotonic() + self.CLOSE_WAIT
+        if self._loop_thread is not None and self._loop_thread != threading.get_ident():
+            self._loop_done.wait(self.CLOSE_WAIT)  # the accept loop returns at once: it never runs calls
         if self.listener is not None:
             self.listener.close()
-        deadline = _monotonic() + self.CLOSE_WAIT
         parker = self._parker
         if parker is not None:
             parker.stop()

@@ -247,6 +247,19 @@ def test_shutdown_from_inside_a_handler(registry, server_type, tmp_path):
     conn.close()
 
 
+def test_close_from_another_thread_ends_the_loop(registry, server_type, tmp_path):
+    srv = RunningServer(registry, server_type, TCP4, str(tmp_path), config=test_config(POLLTIMEOUT=10))
+    conn = srv.connect()
+    assert call(conn, b"hi") == b"hi"
+    started = time.monotonic()
+    srv.server.close()  # no shutdown() first
+    assert srv.thread is not None
+    srv.thread.join(2)
+    assert not srv.thread.is_alive()
+    assert time.monotonic() - started < 1
+    assert wait_closed_by_server(conn)
+
+
 def test_loop_condition_ends_the_loop(registry, server_type, tmp_path):
     srv = RunningServer(registry, server_type, TCP4, str(tmp_path), config=test_config(POLLTIMEOUT=0.1), run_loop=False)
     stop = threading.Event()
