@@ -34,6 +34,9 @@ class Config:
 
     Differences from Pyro4, on purpose: ``REQUIRE_EXPOSE`` defaults to ``False`` (the server chapter's
     default), and ``SERPENT_BYTES_REPR`` (from Pyro5) lets bytes travel as bytes under serpent.
+    ``DILL_PROTOCOL_VERSION`` is ``pickle.HIGHEST_PROTOCOL`` (what ``dill.HIGHEST_PROTOCOL`` is) without
+    importing dill; Pyro4 uses -1 when dill is not installed. Environment values are stripped before
+    coercion, so ``PYRO_SERIALIZERS_ACCEPTED="serpent, json"`` means what it says.
     Daemons and proxies take a :meth:`copy` when they are created.
     """
 
