@@ -4,6 +4,20 @@ A server type owns the event loop. The daemon gives it a :class:`Listener` and i
 :class:`RequestHandler`; the server accepts connections, reads bytes into each connection's
 ``reader`` and hands every complete message to :meth:`RequestHandler.handle_message`, never
 running two messages of one connection at the same time.
+
+What a handler can rely on, whatever the server type:
+
+* ``connection_opened(conn)`` runs once per accepted connection, before any byte of it is read,
+  in the thread that accepts (the ``loop()``/``events()`` caller).
+* ``handle_message`` calls of one connection never overlap; other connections' calls may run
+  concurrently (``thread``) or not (``multiplex``).
+* ``connection_closed(conn)`` runs exactly once per accepted connection (also when
+  ``connection_opened`` raised), in whichever server thread closes it, after its last
+  ``handle_message`` has returned.
+* ``housekeeping()`` runs about every POLLTIMEOUT seconds (more often with a small COMMTIMEOUT),
+  never concurrently with itself. Its exceptions, like those of ``connection_closed``, are logged.
+* An exception from ``handle_message`` closes only that connection: CommunicationError and
+  SecurityError quietly, anything else (even SystemExit) with a logged traceback.
 """
 
 from __future__ import annotations
