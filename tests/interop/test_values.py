@@ -273,3 +273,34 @@ result = [err["__exception__"], p.add(1, 2)]
     else:
         assert short(result[0]) == "SerializeError", result
     assert result[1] == 3
+
+
+@pytest.mark.parametrize("ser", SERIALIZERS)
+def test_plain_user_objects(cell: Cell, ser: str) -> None:
+    """An instance of a plain user class (``service.Point``, importable on both sides) as an argument.
+
+    Class-dict serializers send ``vars()`` plus ``"__class__": "service.Point"``, and receivers refuse
+    unregistered class names. Stock Pyro4 on Python >= 3.11 omits the tag (the default
+    ``object.__getstate__`` quirk, PYRO4-PROTOCOL 2.17), so its objects arrive as plain dicts, except
+    with serpent, which tags them itself. The pickle family sends the class by reference.
+    """
+    r = cell.run(
+        """
+from service import Point
+p = proxy(uri, ser)
+try:
+    result = p.types(Point(1, 2))["args"][0]
+except Exception as exc:
+    result = describe(exc)
+""",
+        ser=ser,
+    )
+    if ser in ("pickle", "dill"):
+        assert r == "Point:Point(1, 2)"
+    elif cell.client == "pyro4" and ser != "serpent":
+        # Pyro4 limitation (Python >= 3.11): the object travels untagged and arrives as a dict
+        assert r == type_tree({"x": 1, "y": 2})
+    else:
+        assert short(r["__exception__"]) == "SerializeError", r
+        assert "unsupported serialized class: service.Point" in r["str"]
+        assert r["remote_traceback"], "refused by the daemon"

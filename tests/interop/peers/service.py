@@ -15,6 +15,17 @@ class ServiceError(Exception):
     """A user-defined exception (its class is unknown to the client side)."""
 
 
+class Point:
+    """A plain user class, importable by every peer (for the pickle family); no custom __getstate__."""
+
+    def __init__(self, x: int, y: int) -> None:
+        self.x = x
+        self.y = y
+
+    def __repr__(self) -> str:
+        return f"Point({self.x}, {self.y})"
+
+
 def type_tree(value: Any) -> Any:
     """How a value arrived, as plain data every serializer carries: ``"type:repr"`` leaves in lists."""
     t = type(value)
