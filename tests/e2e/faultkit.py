@@ -42,6 +42,7 @@ class CustomError(Exception):
     """A user exception class the client does not know (travels as a class dict)."""
 
 
+@expose  # all of it, so that it also serves with REQUIRE_EXPOSE=True
 class FaultService:
     """Methods that misbehave in every way the fault tests need."""
 
@@ -118,7 +119,7 @@ class PartlyExposed:
 
     value = 42  # not exposed
 
-    def __dunder__(self) -> str:  # exposed
+    def __dunder__(self) -> str:  # not private, but (as in Pyro4 4.82) without @expose not exposed either
         return "dunder"
 
     def _private(self) -> None:  # not exposed
