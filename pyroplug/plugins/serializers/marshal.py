@@ -16,8 +16,9 @@ __all__ = ["MarshalSerializer", "pyroplug_serializers"]
 
 _MARSHALABLE = (str, int, float, type(None), bool, complex, bytes, bytearray, tuple, set, frozenset, list, dict)
 
-#: a list or tuple header ('[' / '(' with or without FLAG_REF) and its 4-byte element count, overlapping
-_SEQ_HEADER = re.compile(rb"(?=[\[(\xdb\xa8](....))", re.S)
+#: a list or tuple header ('[' / '(' with or without FLAG_REF) whose 4-byte little-endian element count is
+#: a valid one (< 2**31) of at least 4096: smaller claims cost little even when false (found overlapping)
+_SEQ_HEADER = re.compile(rb"(?=[\[(\xdb\xa8](...[\x01-\x7f]|..[\x01-\xff]\x00|.[\x10-\xff]\x00\x00))", re.S)
 _LEN32 = frozenset(b"stuaA")
 _SEQ32 = frozenset(b"([<>")
 _FIXED = {ord("i"): 4, ord("r"): 4, ord("g"): 8, ord("y"): 16}
@@ -27,11 +28,14 @@ _EMPTY = frozenset(b"NFTS.")
 def _check_lengths(data: bytes | bytearray) -> None:
     """Refuse list/tuple headers that claim more elements than bytes remain.
 
-    CPython's marshal allocates a list or tuple of the claimed size before reading its elements: five
-    bytes ``(\xff\xff\xff\x7f`` cost tens of seconds. Candidates are found with one regex; only when one
-    claims too much is the data walked exactly (a string may merely contain such bytes). The walk refuses
-    code objects, which no Pyro peer sends.
+    CPython's marshal allocates (and for tuples zero-fills) a list or tuple of the claimed size before
+    reading its elements: five bytes ``(\xff\xff\xff\x7f`` cost 16 GB and tens of seconds. One regex
+    search finds large claims; only when one claims more than the rest of the data holds is the data
+    walked exactly (a string or an int may merely contain such bytes). The walk refuses code objects,
+    which no Pyro peer sends.
     """
+    if _SEQ_HEADER.search(data) is None:
+        return
     end = len(data)
     for match in _SEQ_HEADER.finditer(data):
         if int.from_bytes(match.group(1), "little") > end - match.start() - 5:

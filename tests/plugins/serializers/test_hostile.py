@@ -116,18 +116,19 @@ def test_hostile_payload(name: str, label: str, data: bytes) -> None:
 def test_marshal_length_guard_keeps_valid_data() -> None:
     """Strings that merely contain list/tuple header bytes trigger the exact walk, which accepts them."""
     ser = MarshalSerializer(Config())
-    tricky = ["[\xff\xff\xff\x7f", b"(\xff\xff\xff\x7f", ("(", "[" * 300), {"k": [(), (1,) * 300]}, 2**100,
-              -(2**100), 1.5, complex(1, 2), {1, 2}, frozenset({3}), None, True, ...]
+    decoy = b"(\x00\x00\x01\x00"  # a tuple header claiming 65536 items, inside a bytes value
+    tricky = ["f(x) + [abc]", decoy, ("(", "[" * 300), {"k": [(), (1,) * 300]}, 2**100, 0x7F000028, -(2**100),
+              1.5, complex(1, 2), {1, 2}, frozenset({3}), None, True, ..., list(range(0x27, 0x10000, 0x100))]
     for value in tricky:
         assert ser.loads(marshal.dumps(value)) == value
         for version in range(5):
-            assert ser.loads(marshal.dumps([value, "[\xff\xff\xff\x7f"], version)) == [value, "[\xff\xff\xff\x7f"]
+            assert ser.loads(marshal.dumps([value, decoy], version)) == [value, decoy]
 
 
 def test_marshal_walk_refuses_code_objects() -> None:
     """Code objects are refused when the length guard walks the data (no Pyro peer sends them)."""
     ser = MarshalSerializer(Config())
-    payload = marshal.dumps([compile("1", "x", "eval"), "[\xff\xff\xff\x7f"])
+    payload = marshal.dumps([compile("1", "x", "eval"), b"(\x00\x00\x01\x00"])
     with pytest.raises(errors.SerializeError, match="code objects"):
         ser.loads(payload)
 
