@@ -30,7 +30,7 @@ hookimpl = pluggy.HookimplMarker(NAME)
 
 
 @hookspec
-def pyroplug_serializers() -> Sequence[type[Serializer]]:
+def pyroplug_serializers() -> Sequence[type[Serializer]]:  # type: ignore[empty-body]
     """Return the serializer classes this plugin provides.
 
     Called once per registry build. Each class subclasses :class:`pyroplug.plugin.Serializer` and sets
@@ -41,7 +41,7 @@ def pyroplug_serializers() -> Sequence[type[Serializer]]:
 
 
 @hookspec
-def pyroplug_server_types() -> Sequence[type[ServerType]]:
+def pyroplug_server_types() -> Sequence[type[ServerType]]:  # type: ignore[empty-body]
     """Return the server-type classes this plugin provides.
 
     Called once per registry build. Each class subclasses :class:`pyroplug.plugin.ServerType` and sets
@@ -50,7 +50,7 @@ def pyroplug_server_types() -> Sequence[type[ServerType]]:
 
 
 @hookspec
-def pyroplug_transports() -> Sequence[type[Transport]]:
+def pyroplug_transports() -> Sequence[type[Transport]]:  # type: ignore[empty-body]
     """Return the transport classes this plugin provides.
 
     Called once per registry build. Each class subclasses :class:`pyroplug.plugin.Transport` and sets
@@ -60,7 +60,7 @@ def pyroplug_transports() -> Sequence[type[Transport]]:
 
 
 @hookspec
-def pyroplug_ns_storages() -> Sequence[type[Storage]]:
+def pyroplug_ns_storages() -> Sequence[type[Storage]]:  # type: ignore[empty-body]
     """Return the name-server storage classes this plugin provides.
 
     Called once per registry build. Each class subclasses :class:`pyroplug.naming.storage.Storage` and
