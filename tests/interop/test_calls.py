@@ -356,3 +356,27 @@ result = [f.wait(10), f.value, catch(lambda: g.value), h.value]
     assert r[0] is True and r[1] == 42
     assert short(r[2]["__exception__"]) == "KeyError"
     assert r[3] == 20
+
+
+@pytest.mark.parametrize("ser", ["serpent", "json", "marshal", "msgpack"])
+def test_without_metadata(cell: Cell, ser: str) -> None:
+    """METADATA off: no META_ON_CONNECT, no metadata call; oneway methods become normal calls."""
+    r = cell.run(
+        """
+Pyro4.config.METADATA = False
+p = proxy(uri, ser)
+p.clear_log()
+result = {"add": p.add(1, 2), "oneway": p.record("sync now"), "known": sorted(p._pyroMethods),
+          "unexposed": catch(getattr(p, "no_such_method"))}
+p._pyroGetMetadata()
+result["fetched"] = [sorted(p._pyroOneway), sorted(p._pyroAttrs)]
+result["log"] = p.wait_log(1)
+""",
+        ser=ser,
+    )
+    assert r["add"] == 3
+    assert r["oneway"] is None and r["log"] == ["sync now"]
+    assert r["known"] == []
+    unexposed = r["unexposed"]
+    assert short(unexposed["__exception__"]) == "AttributeError" and unexposed["remote_traceback"], "refused remotely"
+    assert r["fetched"] == [sorted(SERVICE_ONEWAY), sorted(SERVICE_ATTRS)]
