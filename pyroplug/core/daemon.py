@@ -551,7 +551,7 @@ class Daemon:
             payload = ser.dumps(exc)
         except Exception as problem:
             substitute = errors.PyroError(
-                f"Error serializing exception: {problem}. Original exception: {type(exc)}: {exc}"
+                f"Error serializing exception: {problem}. Original exception: {type(exc)}: {_text_of(exc)}"
             )
             substitute._pyroTraceback = tb  # type: ignore[attr-defined]
             payload = ser.dumps(substitute)
@@ -608,6 +608,14 @@ class _UserError(Exception):
 
     def __init__(self, error: Exception) -> None:
         self.error = error
+
+
+def _text_of(exc: BaseException) -> str:
+    """``str(exc)``, or a placeholder when the exception's own __str__ fails."""
+    try:
+        return str(exc)
+    except Exception:
+        return f"<unprintable {type(exc).__name__} object>"
 
 
 def _own_pyro_id(obj: Any) -> str:

@@ -28,7 +28,7 @@ from pyroplug.core.serializer import Serializer
 from pyroplug.core.uri import URI
 from tests.e2e.rawwire import RawClient
 
-__all__ = ["KINDS", "Fatal", "FaultService", "PartlyExposed", "Served", "served"]
+__all__ = ["KINDS", "Fatal", "FaultService", "PartlyExposed", "Served", "Unprintable", "served"]
 
 #: (server type, transport) pairs every fault is checked against
 KINDS = [("thread", "tcp"), ("thread", "unix"), ("multiplex", "tcp"), ("multiplex", "unix")]
@@ -40,6 +40,13 @@ class Fatal(BaseException):
 
 class CustomError(Exception):
     """A user exception class the client does not know (travels as a class dict)."""
+
+
+class Unprintable(Exception):
+    """An exception whose own __str__ fails."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
 
 
 @expose  # all of it, so that it also serves with REQUIRE_EXPOSE=True
@@ -73,6 +80,9 @@ class FaultService:
 
     def fail_unserializable(self) -> None:
         raise ValueError("with a lock", threading.Lock())
+
+    def fail_unprintable(self) -> None:
+        raise Unprintable(threading.Lock())
 
     def unserializable_result(self) -> Any:
         return threading.Lock()

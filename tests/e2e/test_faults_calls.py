@@ -234,6 +234,10 @@ def test_exception_with_unserializable_args_falls_back_to_pyro_error(h: Served) 
         assert p.add(1, 1) == 2
     is_error, error = _raw_call(h, "svc", "fail_unserializable")
     assert is_error and "Error serializing exception" in str(error)
+    with h.proxy() as p:  # not even str() works on this one
+        with pytest.raises(errors.PyroError, match="Error serializing exception") as info:
+            p.fail_unprintable()
+        assert "<unprintable Unprintable object>" in str(info.value)
     h.assert_serving()
 
 
