@@ -20,6 +20,8 @@ import pytest
 from pyroplug.testing.interop import Driver, Peer
 from tests.interop.support import CELLS, FLAVORS, Cell, start_daemon_peer
 
+pytest.importorskip("Pyro4", minversion="4.82", reason="the interop suite needs stock Pyro4 4.82 (pip install Pyro4==4.82)")
+
 
 @pytest.fixture(scope="module")
 def daemon_peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Peer]]:

@@ -74,8 +74,12 @@ ca = AnnotatingProxy(custom_uri)
 ca._pyroSerializer = ser
 AnnotatingProxy.seen_responses = []
 ca.nothing()
-result = {"first": first, "second": second, "reply": reply, "response": response, "later": later,
-          "sub": sub, "custom_response": custom_response, "hook": AnnotatingProxy.seen_responses}
+connect_and_call = list(AnnotatingProxy.seen_responses)
+AnnotatingProxy.seen_responses = []
+catch(ca.fail, "KeyError")
+list(ca.gen(1))
+result = {"exception_and_stream": AnnotatingProxy.seen_responses, "first": first, "second": second, "reply": reply, "response": response, "later": later,
+          "sub": sub, "custom_response": custom_response, "hook": connect_and_call}
 """,
         ser=ser, custom_uri=cell.uris["custom"],
     )
@@ -88,6 +92,13 @@ result = {"first": first, "second": second, "reply": reply, "response": response
     assert r["custom_response"] == {"XSRV": cell.daemon.encode()}, "Daemon.annotations() adds to every reply"
     # the hook sees CONNECTOK (2) and RESULT (5) annotations, each with CORR and the daemon's XSRV
     assert r["hook"] == [(2, ["CORR", "XSRV"]), (5, ["CORR", "XSRV"])], r["hook"]
+    # no CORR on exception results nor on the stream-start result (PYRO4-PROTOCOL 2.5), STRM on the latter
+    assert r["exception_and_stream"] == [
+        (5, ["XSRV"]),  # the KeyError
+        (5, ["STRM", "XSRV"]),  # gen(1): "result of call is an iterator"
+        (5, ["CORR", "XSRV"]),  # item 0
+        (5, ["XSRV"]),  # StopIteration
+    ], r["exception_and_stream"]
 
 
 @pytest.mark.parametrize("ser", SERIALIZERS)
