@@ -1,6 +1,7 @@
 """Subprocess peers for interoperability tests against stock Pyro4 4.82 (and pyroplug in another process).
 
-Every peer is a child process of the current Python interpreter, bounded in time and always cleaned up:
+Every peer is a child process of the current Python interpreter, bounded in time and always cleaned up
+(on Linux it also receives SIGTERM if the test process dies without cleaning up):
 
 - :class:`Peer` starts a program, waits for its readiness line (with a timeout), keeps draining its
   output, and :meth:`Peer.stop` terminates it (then kills it). ``key=value`` announcements printed
@@ -38,6 +39,7 @@ __all__ = [
     "Peer",
     "PeerError",
     "PeerTimeout",
+    "bounded_argv",
     "child_env",
     "free_tcp_port",
     "free_udp_port",
@@ -89,6 +91,22 @@ def repo_root() -> Path:
 def peers_dir() -> Path:
     """``tests/interop/peers``: the peer scripts."""
     return repo_root() / "tests" / "interop" / "peers"
+
+
+#: on Linux, peers are started through this one-liner: it asks the kernel to send SIGTERM to the peer
+#: when the process that started it dies (even by SIGKILL), then execs the peer (same pid)
+_DEATH_SIGNAL_WRAPPER = (
+    "import ctypes, os, signal, sys; ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def bounded_argv(argv: Sequence[str]) -> list[str]:
+    """``argv`` made to die with the current process where the OS allows it (Linux: PR_SET_PDEATHSIG)."""
+    argv = [str(a) for a in argv]
+    if sys.platform.startswith("linux") and argv and os.path.isabs(argv[0]):
+        return [sys.executable, "-c", _DEATH_SIGNAL_WRAPPER, *argv]
+    return argv
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -151,7 +169,7 @@ class Peer:
         self.output: collections.deque[str] = collections.deque(maxlen=400)
         self.errors: collections.deque[str] = collections.deque(maxlen=400)
         self.proc = subprocess.Popen(
-            self.argv,
+            bounded_argv(self.argv),
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -258,7 +276,7 @@ def run_peer(
 ) -> subprocess.CompletedProcess[str]:
     """Run a short-lived peer program to completion (killed after ``timeout``); its CompletedProcess."""
     return subprocess.run(
-        [str(a) for a in argv], env=child_env(env), capture_output=True, text=True, timeout=timeout,
+        bounded_argv(argv), env=child_env(env), capture_output=True, text=True, timeout=timeout,
         stdin=subprocess.DEVNULL, cwd=os.fspath(cwd) if cwd is not None else None, check=False,
     )
 
