@@ -40,6 +40,7 @@ __all__ = [
     "recreate_classes",
     "register_class_to_dict",
     "register_dict_to_class",
+    "remove_class_listener",
     "unregister_class_to_dict",
     "unregister_dict_to_class",
     "wire_class",
@@ -143,6 +144,13 @@ def add_class_listener(listener: Callable[[type, Callable[[Any], dict] | None], 
         current = [(c, _class_to_dict[c]) for c in _listened_classes if c in _class_to_dict]
     for clazz, conv in current:
         listener(clazz, conv)
+
+
+def remove_class_listener(listener: Callable[[type, Callable[[Any], dict] | None], None]) -> None:
+    """Stop telling ``listener`` about registrations (see :func:`add_class_listener`)."""
+    with _registry_lock:
+        if listener in _class_listeners:
+            _class_listeners.remove(listener)
 
 
 def qualified_name(cls: type) -> str:
