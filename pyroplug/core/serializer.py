@@ -427,8 +427,10 @@ class Serializer(ABC):
         """Fallback for objects the format cannot carry: the replace hook, then a class dict.
 
         When the hook replaces ``obj`` the replacement is returned as is (it may need converting in turn).
+        Kernel wire classes (URI, Proxy, Daemon, _ExceptionWrapper) never go through the hook: they have a
+        fixed encoding, and asking a Proxy for attributes could start remote calls.
         """
-        if self.replace is not None:
+        if self.replace is not None and not hasattr(type(obj), "__pyro_wire_tag__"):
             replaced = self.replace(obj)
             if replaced is not obj:
                 return replaced

@@ -345,6 +345,20 @@ class SerializerConformance:
             assert self.roundtrip(serializer, {"t": [Thing(), 1]}) == {"t": [target, 1]}
         assert list(serializer.loads_call(serializer.dumps_call("o", "m", [Thing()], {}))[2]) == [target]
 
+    def test_replace_hook_skips_pyro_objects(self, serializer: Serializer) -> None:
+        """URIs, proxies and exception wrappers have fixed encodings; a hook that inspects attributes
+        (as autoproxy does) must not see a Proxy, whose attribute access could make remote calls."""
+        from pyroplug.core.proxy import Proxy
+
+        seen: list[type] = []
+        serializer.replace = lambda obj: seen.append(type(obj)) or obj
+        proxy = Proxy("PYRO:obj@localhost:9090")
+        for value in (URI("PYRO:obj@localhost:9090"), proxy, _ExceptionWrapper(ValueError("x"))):
+            serializer.dumps(value)
+            serializer.dumps_call("o", "m", [value], {})
+        assert not {URI, Proxy, _ExceptionWrapper} & set(seen)
+        assert type(self.roundtrip(serializer, proxy)) is Proxy
+
     # -- refusals (formats that send objects as Pyro4 class dicts) -------------------------------
     def _class_dicts_only(self, serializer: Serializer) -> None:
         if not type(serializer).safe:

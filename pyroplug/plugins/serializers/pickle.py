@@ -56,7 +56,7 @@ class Pyro4NamesMixin:
 
     def reducer_override(self, obj: Any) -> Any:  # noqa: D102 - pickle API
         replace = self.replace
-        if replace is not None and type(obj) is not type:
+        if replace is not None and type(obj) is not type and not hasattr(type(obj), "__pyro_wire_tag__"):
             replaced = replace(obj)
             if replaced is not obj:
                 return replaced.__reduce__()
@@ -100,7 +100,7 @@ class _ReplacingPickler(_pickle.Pickler):
         self._replace = replace
 
     def reducer_override(self, obj: Any) -> Any:  # noqa: D102 - pickle API
-        if type(obj) is not type:
+        if type(obj) is not type and not hasattr(type(obj), "__pyro_wire_tag__"):  # see Serializer.convert
             replaced = self._replace(obj)
             if replaced is not obj:
                 return replaced.__reduce__()  # as Pyro4's copyreg replacement: copyreg._reconstructor
