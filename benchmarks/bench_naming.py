@@ -151,7 +151,11 @@ def many_clients(uris: dict[str, str], clients: int, rounds: int, round_time: fl
     rates: dict[str, list[float]] = {impl: [] for impl in IMPLS}
     try:
         for pipe in pipes:
-            if not pipe.poll(60) or pipe.recv() != "ready":
+            try:
+                started = pipe.poll(60) and pipe.recv() == "ready"
+            except EOFError:
+                started = False
+            if not started:
                 raise RuntimeError("a benchmark client process did not start")
         for r in range(rounds + 1):  # round 0 warms both servers up and is not counted
             for impl in IMPLS if r % 2 == 0 else tuple(reversed(IMPLS)):
