@@ -59,6 +59,7 @@ class MultiplexServer(ServerType):
         self._loop_thread: int | None = None
         self._loop_done = threading.Event()
         self._loop_done.set()
+        self._servicing: Connection | None = None  # the connection whose messages are being handled
 
     # --- setup -------------------------------------------------------------------------------
     def init(self, handler: RequestHandler, listener: Listener) -> None:
@@ -171,6 +172,7 @@ class MultiplexServer(ServerType):
             self._conns[key.fd] = conn
 
     def _handle(self, conn: Connection) -> None:
+        self._servicing = conn
         try:
             self.service(conn)
             while conn.buffered():
@@ -180,6 +182,12 @@ class MultiplexServer(ServerType):
         except BaseException as exc:  # noqa: B036 - a handler error (even SystemExit) closes its connection only
             self._forget(conn)
             self.service_failed(conn, exc)
+            return
+        finally:
+            self._servicing = None
+        if self._closed:  # close() gave up waiting for this call and left the connection to us
+            self._forget(conn)
+            self.drop(conn)
 
     def _foreign_events(self, owner: Any, objs: Sequence[Any]) -> None:
         try:
@@ -271,8 +279,9 @@ class MultiplexServer(ServerType):
                 log.warning("closing while the request loop is still busy in a handler")
         self._closed = True
         for conn in list(self._conns.values()):
-            self._forget(conn)
-            self.drop(conn)
+            if conn is not self._servicing:  # a call still running: the loop closes its connection after it
+                self._forget(conn)
+                self.drop(conn)
         for other in self._combined:
             if isinstance(other, MultiplexServer):
                 other.close()

@@ -134,6 +134,8 @@ class EchoHandler:
         self.max_active_total = 0
         self.threads: set[str] = set()
         self.calls = 0
+        #: connections whose connection_closed came while one of their calls still ran (must stay empty)
+        self.closed_during_call: list[Connection] = []
 
     def connection_opened(self, conn: Connection) -> None:
         with self.lock:
@@ -142,6 +144,8 @@ class EchoHandler:
     def connection_closed(self, conn: Connection) -> None:
         with self.lock:
             self.closed.append(conn)
+            if self.active[id(conn)]:
+                self.closed_during_call.append(conn)
         self.closed_event.set()
 
     def housekeeping(self) -> None:
@@ -223,6 +227,7 @@ class RunningServer:
             assert not self.thread.is_alive(), "loop() did not return after shutdown()"
         self.server.close()
         assert self.loop_error is None, self.loop_error
+        assert not self.handler.closed_during_call, "connection_closed while a call of it was running"
 
 
 @contextmanager

@@ -176,6 +176,27 @@ def test_close_from_another_thread_waits_for_the_loop(registry, tmp_path):
     assert not srv.thread.is_alive()
 
 
+def test_close_that_gives_up_waiting_leaves_the_running_call_alone(registry, tmp_path):
+    handler = EchoHandler()
+    srv = RunningServer(registry, "multiplex", TCP4, str(tmp_path), handler=handler, config=test_config(POLLTIMEOUT=10))
+    srv.server.CLOSE_WAIT = 0.1  # type: ignore[misc]
+    busy, idle = srv.connect(), srv.connect()
+    assert call(idle, b"x") == b"x"
+    send_request(busy, b"sleep:1.0")
+    assert wait_until(lambda: handler.calls == 2 and handler.active_total == 1)  # busy's call, not idle's
+    started = time.monotonic()
+    srv.server.close()
+    assert time.monotonic() - started < 0.8  # gave up waiting for the call
+    assert wait_closed_by_server(idle)
+    assert busy.recv_message().type == protocol.MSG_RESULT
+    assert wait_closed_by_server(busy)
+    assert wait_until(lambda: len(handler.closed) == 2)
+    assert not handler.closed_during_call  # the busy connection was closed after its call
+    assert srv.thread is not None
+    srv.thread.join(2)
+    assert not srv.thread.is_alive()
+
+
 def test_uri_of_a_multiplex_daemon_location(registry, tmp_path):
     with running(registry, "multiplex", TCP4, str(tmp_path)) as srv:
         uri = URI(f"PYRO:thing@{srv.listener.location}")

@@ -196,7 +196,7 @@ def test_close_while_a_worker_is_inside_a_long_call(registry, tmp_path):
     idle = srv.connect()
     assert call(idle, b"x") == b"x"
     send_request(conn, b"sleep:0.6")
-    assert wait_until(lambda: srv.handler.active_total == 1)
+    assert wait_until(lambda: srv.handler.calls == 2 and srv.handler.active_total == 1)
     started = time.monotonic()
     srv.stop()
     assert time.monotonic() - started < ThreadServer.CLOSE_WAIT + 1
