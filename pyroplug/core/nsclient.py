@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import random
 import socket
 import time
@@ -84,14 +85,28 @@ def broadcast_locate(port: int | None = None, timeout: float = BROADCAST_TIMEOUT
         sock.close()
 
 
+def _hosts_file() -> str:
+    if os.name == "nt":
+        return os.path.join(os.environ.get("SystemRoot", r"C:\Windows"), "System32", "drivers", "etc", "hosts")
+    return "/etc/hosts"
+
+
 @functools.lru_cache(maxsize=1)
 def _debian_loopback_alias() -> bool:
-    """True when 127.0.1.1 is a known address (Debian maps the host name to it in /etc/hosts)."""
+    """True when the hosts file maps a name to 127.0.1.1 (Debian and Ubuntu map the host name there).
+
+    Pyro4 asks the resolver (``gethostbyaddr``), which may send a DNS query off the machine; reading
+    the hosts file finds the same Debian entry without any network traffic.
+    """
     try:
-        socket.gethostbyaddr(DEBIAN_HOST_ADDRESS)
+        with open(_hosts_file(), encoding="utf-8", errors="replace") as hosts:
+            for line in hosts:
+                fields = line.split("#", 1)[0].split()
+                if len(fields) > 1 and fields[0] == DEBIAN_HOST_ADDRESS:
+                    return True
     except OSError:
-        return False
-    return True
+        pass
+    return False
 
 
 def locateNS(  # noqa: N802 - Pyro4 API

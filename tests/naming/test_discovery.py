@@ -16,6 +16,7 @@ from pyroplug.core import nsclient
 from pyroplug.core.config import config
 from pyroplug.core.constants import NAMESERVER_NAME
 from pyroplug.core.daemon import Daemon
+from pyroplug.core.nsclient import _debian_loopback_alias as real_debian_alias
 from pyroplug.core.nsclient import broadcast_locate, locateNS, resolve
 from pyroplug.core.proxy import Proxy
 from pyroplug.core.uri import URI
@@ -177,6 +178,18 @@ def test_locate_tries_debian_loopback_alias(monkeypatch: pytest.MonkeyPatch) -> 
             locateNS(broadcast=False)
     finally:
         running.stop()
+
+
+def test_debian_alias_read_from_hosts_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hosts = tmp_path / "hosts"
+    monkeypatch.setattr(nsclient, "_hosts_file", lambda: str(hosts))
+    check = real_debian_alias.__wrapped__  # type: ignore[attr-defined]
+    hosts.write_text("127.0.0.1 localhost\n# 127.0.1.1 commented\n")
+    assert check() is False
+    hosts.write_text("127.0.0.1 localhost\n127.0.1.1\tmyhost.example myhost  # debian\n")
+    assert check() is True
+    hosts.unlink()
+    assert check() is False
 
 
 def test_locate_and_resolve_over_unix_socket(tmp_path: Path) -> None:
