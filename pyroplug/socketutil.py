@@ -584,13 +584,25 @@ def ssl_wrap_server(sock: socket.socket, config: Any) -> TLSServerConnection:
 
 
 def _wait(sock: socket.socket, write: bool, timeout: float | None, doing: str) -> None:
-    """Block until ``sock`` is readable (or writable) or ``timeout`` passed (TimeoutError)."""
-    readers, writers = ([], [sock]) if write else ([sock], [])
+    """Block until ``sock`` is readable (or writable) or ``timeout`` passed (TimeoutError).
+
+    Uses poll where there is one: a busy server's descriptors can be beyond select()'s FD_SETSIZE.
+    """
     try:
-        r, w, _ = select.select(readers, writers, [], timeout)
+        fd = sock.fileno()
+        if fd < 0:
+            raise ValueError("closed")
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT if write else select.POLLIN)
+            ready = bool(poller.poll(None if timeout is None else timeout * 1000.0))
+        else:  # pragma: no cover - Windows
+            readers, writers = ([], [fd]) if write else ([fd], [])
+            r, w, _ = select.select(readers, writers, [], timeout)
+            ready = bool(r or w)
     except (OSError, ValueError) as exc:  # closed meanwhile
         raise errors.ConnectionClosedError(f"{doing}: connection closed") from exc
-    if not r and not w:
+    if not ready:
         raise errors.TimeoutError(f"{doing}: timeout")
 
 

@@ -127,6 +127,42 @@ def test_daemon_without_server_certificate_fails_at_once() -> None:
         Daemon(host="127.0.0.1", config=make_config("thread", SSL=True))
 
 
+def test_tls_server_connection_blocking_use(pki: PKI) -> None:
+    """recv_message (blocking: handshake, then whole records within the timeout) and large sends."""
+    server_sock, client_sock = socket.socketpair()
+    server_ctx = socketutil.getSSLcontext(servercert=pki.server.cert, serverkey=pki.server.key,
+                                          requireclientcert=False)
+    conn = socketutil.TLSServerConnection(
+        server_ctx.wrap_socket(server_sock, server_side=True, do_handshake_on_connect=False), 5.0)
+    received: list[bytes] = []
+
+    def client() -> None:
+        tls = socketutil.getSSLcontext(cacerts=pki.ca.cert, checkhostname=False).wrap_socket(client_sock)
+        tls.sendall(protocol.encode(MSG_INVOKE, b"question", MARSHAL_ID, seq=9))
+        reader = protocol.MessageReader()
+        while (msg := reader.next_message()) is None:
+            reader.feed(tls.recv(65536))
+        received.append(bytes(msg.data))
+        time.sleep(0.5)  # then silence: the server's next receive times out
+        tls.close()
+
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    try:
+        msg = conn.recv_message()
+        assert (msg.type, bytes(msg.data), msg.seq) == (MSG_INVOKE, b"question", 9)
+        assert conn.tls_established and conn.getpeercert() is None
+        conn.send_parts(*protocol.encode_parts(MSG_RESULT, b"a" * 300_000, MARSHAL_ID, seq=9))
+        conn.settimeout(0.2)
+        assert conn.gettimeout() == 0.2
+        with pytest.raises(errors.TimeoutError):
+            conn.recv_message()
+        thread.join(10)
+        assert received == [b"a" * 300_000]
+    finally:
+        conn.close()
+
+
 # ---------------------------------------------------------------- one-way and two-way TLS
 def _calls(p: Proxy) -> None:
     assert p.add(1, 2) == 3
