@@ -351,7 +351,12 @@ class SerializerConformance:
         from pyroplug.core.proxy import Proxy
 
         seen: list[type] = []
-        serializer.replace = lambda obj: seen.append(type(obj)) or obj
+
+        def record(obj: Any) -> Any:
+            seen.append(type(obj))
+            return obj
+
+        serializer.replace = record
         proxy = Proxy("PYRO:obj@localhost:9090")
         for value in (URI("PYRO:obj@localhost:9090"), proxy, _ExceptionWrapper(ValueError("x"))):
             serializer.dumps(value)
