@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 from typing import Any
 
-from pyroplug.core.errors import PyroError
-from pyroplug.naming.server import NameServerDaemon, startNSloop
+from pyroplug.core.errors import PluginError, PyroError
+from pyroplug.naming.server import DEFAULT_SERVERTYPE, NameServerDaemon, startNSloop
 from pyroplug.tools.cli import EXIT_OK, EXIT_USAGE, add_key_option, error, hmac_key
 
 __all__ = ["main", "make_parser"]
@@ -33,6 +34,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bcport", type=int, help="port to bind the broadcast server on (default: NS_BCPORT, 0=random)")
     parser.add_argument("--nathost", help="external hostname in case of NAT")
     parser.add_argument("--natport", type=int, help="external port in case of NAT")
+    parser.add_argument("--servertype", default=os.environ.get("PYRO_SERVERTYPE") or DEFAULT_SERVERTYPE,
+                        help="server type to serve clients with (default: PYRO_SERVERTYPE if set, else %(default)s)")
     parser.add_argument("-x", "--nobc", dest="enablebc", action="store_false", default=True,
                         help="don't start a broadcast server")
     add_key_option(parser)
@@ -58,8 +61,13 @@ def main(args: list[str] | None = None) -> int:
     try:
         startNSloop(options.host, options.port, enableBroadcast=options.enablebc, bchost=options.bchost,
                     bcport=options.bcport, unixsocket=options.unixsocket, nathost=options.nathost,
-                    natport=options.natport, storage=options.storage, hmac=key, report=report, ready=ready)
+                    natport=options.natport, storage=options.storage, hmac=key, servertype=options.servertype,
+                    report=report, ready=ready)
     except ValueError as exc:  # an invalid storage string, NAT options or NS_AUTOCLEAN value
+        parser.print_usage(sys.stderr)
+        sys.stderr.write(f"{parser.prog}: error: {exc}\n")
+        return EXIT_USAGE
+    except PluginError as exc:  # an unknown server type
         parser.print_usage(sys.stderr)
         sys.stderr.write(f"{parser.prog}: error: {exc}\n")
         return EXIT_USAGE

@@ -19,9 +19,14 @@ from pyroplug.naming.broadcast import BroadcastServer
 from pyroplug.naming.nameserver import NameServer
 from pyroplug.naming.storage import Storage, split_storage_spec
 
-__all__ = ["NAMESERVER_METADATA", "NameServerDaemon", "broadcast_refusal", "make_storage", "startNS", "startNSloop"]
+__all__ = ["DEFAULT_SERVERTYPE", "NAMESERVER_METADATA", "NameServerDaemon", "broadcast_refusal", "make_storage", "startNS", "startNSloop"]
 
 log = logging.getLogger(__name__)
+
+#: the server type a name server runs on unless told otherwise. Every name-server call is short and
+#: holds the name server's one lock, so worker threads add switching but no concurrency; one selector
+#: thread serves many clients faster and never runs out of workers when clients keep idle connections.
+DEFAULT_SERVERTYPE = "multiplex"
 
 #: the metadata of the name server's own registration (Pyro4's tag first)
 NAMESERVER_METADATA = frozenset({"class:Pyro4.naming.NameServer", "class:pyroplug.naming.NameServer"})
@@ -49,7 +54,8 @@ class NameServerDaemon(Daemon):
 
     ``storage`` is a storage string (``memory``, ``sql:<file>``, ``dbm:<file>``) or a Storage. The name
     server registers itself with metadata ``class:Pyro4.naming.NameServer``; with NS_AUTOCLEAN > 0 an
-    :class:`AutoCleaner` thread runs while the daemon is open. Extra keyword arguments go to Daemon.
+    :class:`AutoCleaner` thread runs while the daemon is open. ``servertype`` defaults to
+    :data:`DEFAULT_SERVERTYPE` (``multiplex``), not to SERVERTYPE. Extra keyword arguments go to Daemon.
     """
 
     def __init__(
@@ -61,10 +67,12 @@ class NameServerDaemon(Daemon):
         natport: int | None = None,
         storage: str | Storage | None = None,
         *,
+        servertype: str | None = None,
         config: Config | None = None,
         **daemon_options: Any,
     ) -> None:
         cfg = (config or global_config).copy()
+        cfg.SERVERTYPE = servertype or DEFAULT_SERVERTYPE
         if port is None:
             port = cfg.NS_PORT
         if cfg.NS_AUTOCLEAN and not AutoCleaner.override_autoclean_min and cfg.NS_AUTOCLEAN < AutoCleaner.min_autoclean_value:
@@ -136,6 +144,7 @@ def startNS(  # noqa: N802 - Pyro4 API
     storage: str | Storage | None = None,
     hmac: bytes | str | None = None,
     *,
+    servertype: str | None = None,
     config: Config | None = None,
 ) -> tuple[URI, NameServerDaemon, BroadcastServer | None]:
     """Create a name server daemon (and broadcast responder) for your own loop: (uri, daemon, bcserver).
@@ -143,7 +152,7 @@ def startNS(  # noqa: N802 - Pyro4 API
     The responder is not created for unix sockets, IPv6 or a loopback address, nor when
     ``enableBroadcast`` is False; it is created but not started (call ``bcserver.runInThread()``).
     """
-    daemon = NameServerDaemon(host, port, unixsocket, nathost, natport, storage, config=config)
+    daemon = NameServerDaemon(host, port, unixsocket, nathost, natport, storage, servertype=servertype, config=config)
     try:
         daemon._pyroHmacKey = hmac
         ns_uri = daemon.uriFor(NAMESERVER_NAME)
@@ -169,6 +178,7 @@ def startNSloop(  # noqa: N802 - Pyro4 API
     storage: str | Storage | None = None,
     hmac: bytes | str | None = None,
     *,
+    servertype: str | None = None,
     config: Config | None = None,
     report: Callable[[str], None] | None = None,
     ready: Callable[[URI, NameServerDaemon, BroadcastServer | None], None] | None = None,
@@ -185,7 +195,7 @@ def startNSloop(  # noqa: N802 - Pyro4 API
             report(line)
 
     ns_uri, daemon, bcserver = startNS(host, port, False, bchost, bcport, unixsocket, nathost, natport, storage, hmac,
-                                       config=config)
+                                       servertype=servertype, config=config)
     try:
         refusal = broadcast_refusal(daemon)
         if enableBroadcast and refusal is not None:

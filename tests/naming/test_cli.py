@@ -143,6 +143,9 @@ def test_ns_usage_errors(tmp_path: Path) -> None:
     bad = subprocess.run(ns + ["-n", "127.0.0.1", "-p", "0", "-s", "redis:nowhere"], env=test_env(),
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "invalid storage type 'redis:nowhere'" in bad.stderr and "available:" in bad.stderr
+    bad = subprocess.run(ns + ["-n", "127.0.0.1", "-p", "0", "--servertype", "bogus"], env=test_env(),
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown server type 'bogus'" in bad.stderr
     bad = subprocess.run(ns + ["-p", "notaport"], env=test_env(), capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "invalid int value" in bad.stderr
     bad = subprocess.run(ns + ["-n", "127.0.0.1", "-p", "0", "--natport", "5555"], env=test_env(),
@@ -170,7 +173,8 @@ def test_ns_nat_uris() -> None:
 
 
 def test_ns_output_and_clean_shutdown() -> None:
-    ns = NSProcess("-n", "127.0.0.1", "-p", "0")
+    ns = NSProcess("-n", "127.0.0.1", "-p", "0", "--servertype", "thread")
+    assert nsc(ns, "ping").returncode == 0
     assert "Not starting broadcast server for localhost." in ns.lines
     assert any(line.startswith("NS running on 127.0.0.1:") for line in ns.lines)
     assert "Warning: HMAC key not set. Anyone can connect to this server!" in ns.lines

@@ -125,3 +125,14 @@ def test_start_ns_loop_reports_and_stops(tmp_path: Path) -> None:
     assert lines[0] == "Not starting broadcast server for localhost."
     assert f"URI = PYRO:Pyro.NameServer@127.0.0.1:{port}" in lines
     assert lines[-1] == "NS shut down."
+
+
+def test_server_type_defaults_to_multiplex() -> None:
+    cfg = config.copy()
+    cfg.SERVERTYPE = "thread"
+    with NameServerDaemon("127.0.0.1", 0, config=cfg) as d:
+        assert d.config.SERVERTYPE == "multiplex" and type(d.transportServer).__name__ == "MultiplexServer"
+    with NameServerDaemon("127.0.0.1", 0, servertype="thread") as d:
+        assert d.config.SERVERTYPE == "thread"
+    with pytest.raises(errors.PluginError, match="unknown server type 'bogus'"):
+        NameServerDaemon("127.0.0.1", 0, servertype="bogus")

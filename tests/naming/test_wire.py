@@ -18,7 +18,7 @@ from pyroplug.core.constants import NAMESERVER_NAME
 from pyroplug.core.nsclient import locateNS, resolve
 from pyroplug.core.proxy import Proxy
 from pyroplug.core.uri import URI
-from tests.naming.conftest import PYTHON, RunningNS, free_port, test_env
+from tests.naming.conftest import PYTHON, RunningNS, free_port, run_ns, test_env
 
 SAFE_SERIALIZERS = ["serpent", "json", "marshal", "msgpack"]
 
@@ -32,8 +32,16 @@ def pyro4_config() -> Iterator[None]:
         setattr(Pyro4.config, key, value)
 
 
+@pytest.fixture(params=["multiplex", "thread"])
+def any_server_ns(request: pytest.FixtureRequest) -> Iterator[RunningNS]:
+    running = run_ns("127.0.0.1", 0, servertype=request.param)
+    yield running
+    running.stop()
+
+
 @pytest.mark.parametrize("serializer", SAFE_SERIALIZERS)
-def test_pyroplug_client_every_serializer(ns_server: RunningNS, serializer: str) -> None:
+def test_pyroplug_client_every_serializer(any_server_ns: RunningNS, serializer: str) -> None:
+    ns_server = any_server_ns
     cfg = config.copy()
     cfg.SERIALIZER = serializer
     with Proxy(ns_server.uri, config=cfg) as ns:
