@@ -8,9 +8,11 @@ from pyroplug.core.hookspec import NAME, hookimpl
 from pyroplug.core.protocol import Message, MessageReader
 from pyroplug.core.serializer import (
     Serializer,
+    check_call,
     class_to_dict,
     dict_to_class,
     recreate_classes,
+    wrap_error,
 )
 from pyroplug.core.servertype import RequestHandler, ServerType
 from pyroplug.core.transport import (
@@ -36,9 +38,11 @@ __all__ = [
     "SocketConnection",
     "SocketListener",
     "Transport",
+    "check_call",
     "class_to_dict",
     "dict_to_class",
     "hookimpl",
     "map_oserror",
     "recreate_classes",
+    "wrap_error",
 ]

@@ -674,7 +674,12 @@ def _run_oneway(func: Callable[..., Any], vargs: Any, kwargs: dict[str, Any], co
 
 def _autoproxy(obj: Any) -> Any:
     """Serializer replace hook: a registered object of an AUTOPROXY daemon travels as a proxy."""
-    daemon = getattr(obj, "_pyroDaemon", None)
+    # Look in the instance dict and the class only: a generic __getattr__ (another proxy, a mock)
+    # must not be asked for _pyroDaemon.
+    own = getattr(obj, "__dict__", None)
+    daemon = own.get("_pyroDaemon") if type(own) is dict else None
+    if daemon is None:
+        daemon = getattr(type(obj), "_pyroDaemon", None)
     if isinstance(daemon, Daemon) and not daemon._closed and daemon.config.AUTOPROXY and not isinstance(obj, type):
         proxy = daemon.proxyFor(obj)
         # Give the proxy a serializer its daemon accepts: the one of the call being answered (the

@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 import cbor2
 
 from pyroplug.core import errors
-from pyroplug.core.serializer import CallTuple, check_call, wrap_error
-from pyroplug.plugin import Serializer, dict_to_class, hookimpl
+from pyroplug.core.serializer import CallTuple
+from pyroplug.plugin import Serializer, check_call, dict_to_class, hookimpl, wrap_error
 
 __all__ = ["CborSerializer", "pyroplug_serializers"]
 __version__ = "0.1.0"
