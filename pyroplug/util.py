@@ -5,9 +5,9 @@ from __future__ import annotations
 from pyroplug.core.config import Config
 from pyroplug.core.config import config as _config
 from pyroplug.core.expose import (
-    getAttribute,
     get_exposed_members,
     get_exposed_property_value,
+    getAttribute,
     is_private_attribute,
     reset_exposed_members,
     set_exposed_property_value,

@@ -8,8 +8,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import pyroplug as Pyro4  # noqa: E402
 from services import Calculator, PerCallCounter, SessionCounter, SingleCounter  # noqa: E402
+
+import pyroplug as Pyro4  # noqa: E402
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ def formatTraceback(  # noqa: N802 - Pyro4 API
         return []
     if not detailed:
         return traceback.format_exception(ex_type, ex_value, ex_tb)
-    lines = ["-" * 52 + "\n", " EXCEPTION %s: %s\n" % (ex_type, ex_value), " Extended stacktrace follows (most recent call last)\n"]
+    lines = ["-" * 52 + "\n", f" EXCEPTION {ex_type}: {ex_value}\n", " Extended stacktrace follows (most recent call last)\n"]
     for frame, lineno in traceback.walk_tb(ex_tb):
         code = frame.f_code
         lines.append("-" * 52 + "\n")
