@@ -173,19 +173,26 @@ result = [refused, q.add(2, 3)]
 
 
 def test_ping_message(cell: Cell) -> None:
-    """MSG_PING after the handshake: the daemon answers 'pong' without deserializing (stock helper)."""
-    if cell.client != "pyro4":
-        pytest.skip("Pyro4.message.Message.ping is a stock Pyro4 helper; pyroplug's message module has no ping()")
+    """MSG_PING after the handshake: the daemon answers 'pong' with the same seq and serializer id (42,
+    which no serializer has: nothing is deserialized) and CORR, and the connection goes on."""
     r = cell.run(
         """
+m = Pyro4.message
 p = proxy(uri)
 p._pyroBind()
-Pyro4.message.Message.ping(p._pyroConnection)
-Pyro4.message.Message.ping(p._pyroConnection)
-result = p.add(1, 1)
+conn = p._pyroConnection
+if FLAVOR == "pyro4":
+    m.Message.ping(conn)  # the stock helper
+    conn.send(m.Message(m.MSG_PING, b"ping", 42, 0, 7).to_bytes())
+    reply = m.Message.recv(conn, [m.MSG_PING])
+else:  # pyroplug's sans-IO codec and connection
+    conn.send_parts(*m.encode_parts(m.MSG_PING, b"ping", 42, 0, 7, {}, None))
+    reply = conn.recv_message()
+result = [reply.type, bytes(reply.data), reply.serializer_id, reply.seq, reply.flags, sorted(reply.annotations),
+          p.add(1, 1)]
 """
     )
-    assert r == 2
+    assert r == [6, b"pong", 42, 7, 0, ["CORR"], 2]
 
 
 @pytest.mark.parametrize("ser", SERIALIZERS)
