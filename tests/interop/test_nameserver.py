@@ -142,7 +142,7 @@ result = r
     assert r["lookup"] == ("URI", services["pyroplug"]), "lookup() gives a URI object"
     assert r["lookup_meta"] == (services["pyro4"], ["interop", "pyro4"])
     assert r["by_meta"] == ["interop.pyroplug"]
-    assert r["pyroname"] == {"pyro4": "pyro4 4.82", "pyroplug": f"pyroplug {r['pyroname']['pyroplug'].split()[1]}"}
+    assert r["pyroname"]["pyro4"] == "pyro4 4.82" and r["pyroname"]["pyroplug"].startswith("pyroplug ")
     assert r["pyrometa"] == "pyro4 4.82"
     assert r["resolve"] == services["pyroplug"]
     assert short(r["safe"]["__exception__"]) == "NamingError" and "already registered" in r["safe"]["str"]
