@@ -39,7 +39,7 @@ def _bound_proxy(uri: str | URI, hmac_key: bytes | str | None) -> Proxy:
 
 
 def _location(host: str, port: int) -> str:
-    if URI.isUnixsockLocation(host):
+    if host.startswith("./"):  # ./u:path, or ./KIND:address of a plugin transport
         return host
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"

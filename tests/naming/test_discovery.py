@@ -326,3 +326,34 @@ def test_ns_daemon_registration_and_uri(ns_server: RunningNS) -> None:
         uri, meta = ns.lookup(NAMESERVER_NAME, return_metadata=True)
         assert uri == ns_server.uri
         assert "class:Pyro4.naming.NameServer" in meta
+
+
+def test_name_server_over_a_plugin_transport() -> None:
+    """The NS on the test-only memory transport (a third-party style plugin): locate, PYRONAME, autoclean probe."""
+    from pyroplug.naming import NameServerDaemon
+
+    with NameServerDaemon(transport="mem", address="nameserver") as nsd:
+        t = threading.Thread(target=nsd.requestLoop, daemon=True)
+        t.start()
+        try:
+            assert str(nsd.uri) == "PYRO:Pyro.NameServer@./mem:nameserver"
+            with Daemon(transport="mem", address="service") as service:
+                uri = service.register(Calculator(), "calc")
+                st = threading.Thread(target=service.requestLoop, daemon=True)
+                st.start()
+                with locateNS("./mem:nameserver") as ns:
+                    ns.register("mem.calc", uri)
+                with Proxy("PYRONAME:mem.calc@./mem:nameserver") as p:
+                    assert p.add(2, 3) == 5
+                assert resolve("PYRONAME:mem.calc@./mem:nameserver") == uri
+                from pyroplug.naming import AutoCleaner
+
+                assert nsd.nameserver is not None
+                cleaner = AutoCleaner(nsd.nameserver, 3)
+                assert cleaner.probe(str(uri)) is True
+                service.shutdown()
+                st.join(10)
+            assert cleaner.probe(str(uri)) is False
+        finally:
+            nsd.shutdown()
+            t.join(10)
