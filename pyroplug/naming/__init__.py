@@ -13,10 +13,12 @@ from pyroplug.naming.broadcast import BroadcastServer
 from pyroplug.naming.nameserver import NameServer, type_meta
 from pyroplug.naming.server import NameServerDaemon, make_storage, startNS, startNSloop
 from pyroplug.naming.storage import Storage
+from pyroplug.naming.storages.memory import MemoryStorage
 
 __all__ = [
     "AutoCleaner",
     "BroadcastServer",
+    "MemoryStorage",
     "NameServer",
     "NameServerDaemon",
     "Storage",
