@@ -6,7 +6,8 @@
   usable as ``SSL_CACERTS`` (OpenSSL's ``<subject hash>.0`` naming);
 - ``server``: signed by ``ca`` for ``localhost``, ``127.0.0.1`` and ``::1`` (serverAuth), with a
   plain key and the same key encrypted with :attr:`PKI.password`;
-- ``client``: signed by ``ca`` (clientAuth), common name ``pyroplug test client``;
+- ``client``: signed by ``ca`` (clientAuth), common name ``pyroplug test client``, also with an
+  encrypted copy of its key;
 - ``rogue_ca`` with ``rogue_server`` and ``rogue_client``: the same shapes from an untrusted CA;
 - ``wrong_host_server``: signed by ``ca`` but only for ``elsewhere.invalid``.
 
@@ -52,6 +53,7 @@ class PKI:
     server_key_encrypted: str
     password: str
     client: CertPair
+    client_key_encrypted: str
     rogue_ca: CertPair
     rogue_server: CertPair
     rogue_client: CertPair
@@ -141,6 +143,9 @@ def make_pki(directory: str | os.PathLike[str]) -> PKI:
     encrypted = base / "server-encrypted.key"
     _openssl("pkey", "-in", server.key, "-aes256", "-passout", f"pass:{KEY_PASSWORD}", "-out", str(encrypted), cwd=base)
     client = _leaf(base, "client", ca, "pyroplug test client", _CLIENT_EXT)
+    client_encrypted = base / "client-encrypted.key"
+    _openssl("pkey", "-in", client.key, "-aes256", "-passout", f"pass:{KEY_PASSWORD}", "-out", str(client_encrypted),
+             cwd=base)
     rogue_ca = _ca(base, "rogue-ca", "rogue test CA")
     rogue_server = _leaf(base, "rogue-server", rogue_ca, "localhost", _SERVER_EXT)
     rogue_client = _leaf(base, "rogue-client", rogue_ca, "rogue test client", _CLIENT_EXT)
@@ -154,6 +159,6 @@ def make_pki(directory: str | os.PathLike[str]) -> PKI:
     shutil.copyfile(ca.cert, capath / f"{subject_hash}.0")
     return PKI(
         directory=str(base), ca=ca, capath=str(capath), server=server, server_key_encrypted=str(encrypted),
-        password=KEY_PASSWORD, client=client, rogue_ca=rogue_ca, rogue_server=rogue_server,
+        password=KEY_PASSWORD, client=client, client_key_encrypted=str(client_encrypted), rogue_ca=rogue_ca, rogue_server=rogue_server,
         rogue_client=rogue_client, wrong_host_server=wrong_host,
     )

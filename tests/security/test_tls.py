@@ -195,6 +195,10 @@ def test_encrypted_keys_and_ca_directory(servertype: str, pki: PKI) -> None:
     with serving(servertype, daemon_class=CertDaemon, **items) as served:
         with proxy(served.uri, **client_items(pki, cert=True, SSL_CACERTS=pki.capath)) as p:
             assert p.add(2, 3) == 5
+        with proxy(served.uri, **client_items(pki, cert=True, SSL_CLIENTKEY=pki.client_key_encrypted,
+                                              SSL_CLIENTKEYPASSWD=pki.password)) as p:
+            assert p.add(3, 3) == 6
+        assert [entry[1] for entry in served.log if entry[0] == "handshake"] == ["pyroplug test client"] * 2
 
 
 @pytest.mark.skipif(not HAS_IPV6, reason="IPv6 loopback unavailable")
