@@ -16,11 +16,14 @@ import select
 import socket
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyroplug.core import errors
 from pyroplug.core import transport as _transport
 from pyroplug.core.transport import map_oserror
+
+if TYPE_CHECKING:
+    from pyroplug.core.protocol import Message
 
 try:
     import ssl
@@ -661,6 +664,15 @@ class TLSServerConnection(_transport.SocketConnection):
         if not n:
             raise errors.ConnectionClosedError("receiving: connection closed")
         reader.buffer_updated(n)
+
+    def receive(self) -> Message | None:
+        """:meth:`fill` (never blocks), then the first complete message in the reader, or None.
+
+        Overridden so that no plain-socket fast path (a direct ``recv_into`` on the socket) is ever
+        used on this connection.
+        """
+        self.fill()
+        return self.reader.next_message()
 
     def recv_into(self, buffer: memoryview) -> int:
         """Blocking receive (waits up to the timeout for a whole record); 0 at the end of the stream."""
