@@ -4,6 +4,7 @@ The chapter's PyroService; ``do_long_calculation`` (not shown in the chapter) sl
 Publishes the service on 127.0.0.1 and prints its URI; run ``oneway_client.py URI``.
 """
 
+import sys
 import time
 
 import pyroplug as Pyro4
@@ -12,7 +13,7 @@ import pyroplug as Pyro4
 def do_long_calculation(args):
     time.sleep(0.5)
     result = args * 2
-    print("calculated", result, flush=True)
+    sys.stdout.write(f"calculated {result}\n")   # one write: the two calls may print at the same time
     return result
 
 
