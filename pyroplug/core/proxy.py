@@ -312,7 +312,7 @@ class Proxy:
                     raise errors.ProtocolError(f"invoke: reply sequence out of sync, got {msg.seq} expected {seq}")
                 if msg.serializer_id != ser.serializer_id:
                     raise errors.SerializeError(f"invalid serializer in response: {msg.serializer_id}")
-            except (errors.CommunicationError, KeyboardInterrupt):
+            except (errors.CommunicationError, errors.SecurityError, KeyboardInterrupt):  # unusable: release
                 self._pyroRelease()
                 raise
             if msg.annotations:

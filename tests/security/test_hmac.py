@@ -235,3 +235,43 @@ def test_compressed_connect_with_hmac(servertype: str) -> None:
             p._pyroHandshake = {"token": "t" * 2000}
             assert p.echo("y" * 5000) == "y" * 5000
         assert served.log[0] == ("handshake", {"token": "t" * 2000})
+
+
+@pytest.mark.parametrize("reply_key", [None, b"forged"], ids=["unsigned", "forged"])
+def test_forged_result_releases_the_proxy(reply_key: bytes | None) -> None:
+    """A 'daemon' that answers the handshake correctly, then a call with a badly signed RESULT: the proxy
+    raises SecurityError and drops the connection (it can no longer trust what arrives on it)."""
+    import socket
+    import threading
+
+    from tests.security.support import marshal_dumps
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def fake_daemon() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            reader = MessageReader(0, KEY_BYTES)
+            while data := conn.recv(65536):
+                reader.feed(data)
+                while (msg := reader.next_message()) is not None:
+                    if msg.type == MSG_CONNECT:
+                        reply = protocol.encode(MSG_CONNECTOK, marshal_dumps("hello"), MARSHAL_ID, 0, msg.seq,
+                                                hmac_key=KEY_BYTES)
+                    else:
+                        reply = protocol.encode(MSG_RESULT, marshal_dumps(42), MARSHAL_ID, 0, msg.seq,
+                                                hmac_key=reply_key)
+                    conn.sendall(reply)
+
+    thread = threading.Thread(target=fake_daemon, daemon=True)
+    thread.start()
+    try:
+        p = proxy(f"PYRO:thing@127.0.0.1:{port}", hmac=KEY, METADATA=False, SERIALIZER="marshal")
+        with p:
+            with pytest.raises(errors.SecurityError):
+                p.anything()
+            assert p._pyroConnection is None
+    finally:
+        listener.close()
+        thread.join(10)
