@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,8 @@ from pyroplug.core.config import config as global_config
 from pyroplug.core.nsclient import locateNS
 from pyroplug.core.proxy import Proxy
 from pyroplug.naming import BroadcastServer, startNS
+from pyroplug.testing.certs import PKI
+from pyroplug.testing.interop import Peer, run_peer
 from pyroplug.tools import echoserver
 from tests.security.support import KEY, KEY_BYTES, proxy, serving
 
@@ -105,3 +108,24 @@ def test_echoserver_deprecated_key_option(monkeypatch: pytest.MonkeyPatch, capsy
     with pytest.raises(SystemExit) as info:  # both at once: a usage error
         echoserver.main(["-H", "127.0.0.1", "-q", "-k", KEY], returnWithoutLooping=True)
     assert info.value.code == 2
+
+
+def test_name_server_tools_over_tls_with_a_key(pki: PKI) -> None:
+    """pyroplug-ns and pyroplug-nsc take TLS from PYRO_SSL* and the key from PYRO_HMAC_KEY, as Pyro4's do."""
+    server_env = {"PYRO_SSL": "true", "PYRO_SSL_SERVERCERT": pki.server.cert, "PYRO_SSL_SERVERKEY": pki.server.key,
+                  "PYRO_SSL_CACERTS": pki.ca.cert, "PYRO_SSL_REQUIRECLIENTCERT": "true", "PYRO_HMAC_KEY": KEY}
+    client_env = {"PYRO_SSL": "true", "PYRO_SSL_CACERTS": pki.ca.cert, "PYRO_SSL_CLIENTCERT": pki.client.cert,
+                  "PYRO_SSL_CLIENTKEY": pki.client.key, "PYRO_HMAC_KEY": KEY}
+    with Peer([sys.executable, "-m", "pyroplug.naming", "-n", "127.0.0.1", "-p", "0", "-x"], env=server_env,
+              ready="URI = ", name="pyroplug-ns") as ns:
+        location = next(line for line in ns.output if line.startswith("NS running on ")).split()[3]
+        host, _, port = location.rpartition(":")
+        nsc = [sys.executable, "-m", "pyroplug.naming.nsc", "-n", host, "-p", port]
+        ok = run_peer([*nsc, "register", "tls.thing", "PYRO:thing@127.0.0.1:1"], env=client_env)
+        assert ok.returncode == 0, ok.stderr
+        looked_up = run_peer([*nsc, "lookup", "tls.thing"], env=client_env)
+        assert looked_up.returncode == 0 and "PYRO:thing@127.0.0.1:1" in looked_up.stdout
+        for missing in ("PYRO_HMAC_KEY", "PYRO_SSL_CLIENTCERT", "PYRO_SSL"):
+            env = {k: v for k, v in client_env.items() if k != missing}
+            refused = run_peer([*nsc, "ping"], env=env)
+            assert refused.returncode == 1, (missing, refused.stdout, refused.stderr)
