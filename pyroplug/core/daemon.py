@@ -346,7 +346,8 @@ class Daemon:
         else:
             raise errors.ProtocolError(f"invalid msg type {msg.type} received before the handshake")
 
-    def _housekeeping(self) -> None:
+    def run_housekeeping(self) -> None:
+        """RequestHandler: expire item streams, then run the user's :meth:`housekeeping` hook."""
         self.streams.expire()
         self.housekeeping()
 

@@ -14,7 +14,7 @@ What a handler can rely on, whatever the server type:
 * ``connection_closed(conn)`` runs exactly once per accepted connection (also when
   ``connection_opened`` raised), in whichever server thread closes it, after its last
   ``handle_message`` has returned.
-* ``housekeeping()`` runs about every POLLTIMEOUT seconds (more often with a small COMMTIMEOUT),
+* ``run_housekeeping()`` runs about every POLLTIMEOUT seconds (more often with a small COMMTIMEOUT),
   never concurrently with itself. Its exceptions, like those of ``connection_closed``, are logged.
 * An exception from ``handle_message`` closes only that connection: CommunicationError and
   SecurityError quietly, anything else (even SystemExit) with a logged traceback.
@@ -67,7 +67,7 @@ class RequestHandler(Protocol):
     def connection_closed(self, conn: Connection) -> None:
         """The connection is gone: drop its session instances, resources and streams."""
 
-    def housekeeping(self) -> None:
+    def run_housekeeping(self) -> None:
         """Periodic maintenance, called about every POLLTIMEOUT seconds."""
 
 
@@ -166,7 +166,7 @@ class ServerType(ABC):
         handler = self.handler
         if handler is not None:
             try:
-                handler.housekeeping()
+                handler.run_housekeeping()
             except Exception:
                 log.warning("error in housekeeping", exc_info=True)
 

@@ -70,7 +70,7 @@ class EchoHandler:
     def connection_closed(self, conn: Any) -> None:
         pass
 
-    def housekeeping(self) -> None:
+    def run_housekeeping(self) -> None:
         pass
 
     def handle_message(self, conn: Any, msg: protocol.Message) -> None:

@@ -148,7 +148,7 @@ class EchoHandler:
                 self.closed_during_call.append(conn)
         self.closed_event.set()
 
-    def housekeeping(self) -> None:
+    def run_housekeeping(self) -> None:
         with self.lock:
             self.housekeeping_calls += 1
 

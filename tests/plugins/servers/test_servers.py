@@ -198,8 +198,8 @@ def test_handler_errors_in_connection_callbacks(registry, server_type, tmp_path)
             super().connection_closed(conn)
             raise RuntimeError("error while closing")
 
-        def housekeeping(self):
-            super().housekeeping()
+        def run_housekeeping(self):
+            super().run_housekeeping()
             raise RuntimeError("error in housekeeping")
 
     with running(registry, server_type, TCP4, str(tmp_path), handler=Picky()) as srv:
