@@ -17,6 +17,7 @@ from pyroplug.core.serializer import (
 from pyroplug.core.servertype import RequestHandler, ServerType
 from pyroplug.core.transport import (
     Connection,
+    FamilyName,
     Listener,
     SocketConnection,
     SocketListener,
@@ -27,6 +28,7 @@ from pyroplug.core.transport import (
 __all__ = [
     "Config",
     "Connection",
+    "FamilyName",
     "Listener",
     "Message",
     "MessageReader",

@@ -22,9 +22,8 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
-from pyroplug.core.transport import FamilyName
 from pyroplug.errors import CommunicationError
-from pyroplug.plugin import Connection, Listener, SocketConnection, Transport, hookimpl
+from pyroplug.plugin import Connection, FamilyName, Listener, SocketConnection, Transport, hookimpl
 
 if TYPE_CHECKING:
     from pyroplug.core.uri import URI
