@@ -398,7 +398,8 @@ class Daemon:
             log.debug("handshake refused: %s", exc)
             fail = ser if ser is not None else self._fail_serializer
             payload, flags, reply_type, sid = fail.dumps(str(exc)), 0, MSG_CONNECTFAIL, fail.serializer_id
-            ann = self._reply_annotations(None if ser is None else corr)
+            # an unaccepted serializer is refused before any user code runs: no annotations() hook then
+            ann = self._reply_annotations(corr) if ser is not None else None
         conn.send_parts(*encode_parts(reply_type, payload, sid, flags, msg.seq, ann, self.__hmac_key, self.config.COMPRESSION))
         if reply_type == MSG_CONNECTFAIL:
             raise errors.ConnectionClosedError("handshake refused")
@@ -407,13 +408,13 @@ class Daemon:
     def _refuse_unauthenticated(self, conn: Connection, exc: errors.SecurityError) -> None:
         """Answer a CONNECT that failed its HMAC check: CONNECTFAIL with the reason, marshal, seq 0.
 
-        Nothing of the unauthenticated message is used (like Pyro4, which has not read the seq then);
-        the reply is signed with this daemon's key, so a client with the right key can verify it.
+        Nothing of the unauthenticated message is used (like Pyro4, which has not read the seq then),
+        and no user code runs for it (not even the annotations() hook); the reply is signed with this
+        daemon's key, so a client with the right key can verify it.
         """
         log.info("handshake refused for %r: %s", conn, exc)
         payload = self._fail_serializer.dumps(str(exc))
-        conn.send_parts(*encode_parts(MSG_CONNECTFAIL, payload, _MARSHAL_ID, 0, 0, self._reply_annotations(None),
-                                      self.__hmac_key))
+        conn.send_parts(*encode_parts(MSG_CONNECTFAIL, payload, _MARSHAL_ID, 0, 0, None, self.__hmac_key))
 
     def _get_instance(self, clazz: type, conn: Connection) -> Any:
         mode, creator = getattr(clazz, "_pyroInstancing", ("session", None))

@@ -67,6 +67,7 @@ class RecordingDaemon(Daemon):
 
     log: Log
     disconnects: list[Any]
+    annotation_calls: list[int]
     #: validateHandshake(data) -> response, or raise; default: Pyro4's "hello"
     validator: Callable[[Any, Any], Any] | None = None
 
@@ -78,6 +79,11 @@ class RecordingDaemon(Daemon):
 
     def clientDisconnect(self, conn: Any) -> None:  # noqa: N802 - Pyro4 API
         self.disconnects.append(conn)
+
+    def annotations(self) -> dict[str, bytes]:
+        """User code too: counted (in ``annotation_calls``), adds ``XREC`` to every reply it is asked for."""
+        self.annotation_calls.append(1)
+        return {"XREC": b"1"}
 
 
 def counted_class(log: Log) -> type:
@@ -140,6 +146,7 @@ def serving(
     log = Log()
     daemon.log = log
     daemon.disconnects = []
+    daemon.annotation_calls = []
     daemon.validator = validator
     daemon._pyroHmacKey = hmac
     uri = daemon.register(Recorder(log), "recorder")

@@ -179,6 +179,7 @@ def test_refused_before_user_code(servertype: str, pki: PKI, name: str) -> None:
         scenario.attack(served, pki)
         expected = [("handshake", "hello")] if scenario.after_handshake else []
         assert served.log == expected, f"user code ran for a refused client: {served.log}"
+        assert len(served.daemon.annotation_calls) == len(expected)  # the CONNECTOK of a legitimate handshake
         assert TRIGGERED == []
         log: Log = served.log
         with proxy(served.counted_uri, **scenario.good_client(pki)) as p:  # still serving good clients
