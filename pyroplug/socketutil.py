@@ -441,8 +441,8 @@ def interruptSocket(address: Any) -> None:  # noqa: N802 - Pyro4 API
 
 # --- TLS ---------------------------------------------------------------------------------------
 
-#: TLS contexts made by getSSLcontext, by role, settings and the files' modification times
-_ssl_contexts: dict[tuple[Any, ...], Any] = {}
+#: TLS contexts made by getSSLcontext: (role, settings) -> (the files' modification times, context)
+_ssl_contexts: dict[tuple[Any, ...], tuple[tuple[int, ...], Any]] = {}
 _ssl_lock = threading.Lock()
 
 
@@ -470,8 +470,9 @@ def getSSLcontext(  # noqa: N802 - Pyro4 API
     """A TLS context: a server context when ``servercert`` is given, else a client context.
 
     As in Pyro4 a context is created once and then reused by the whole process; the cache is keyed by
-    the settings and the files' modification times, so daemons and proxies with different certificates
-    in one process each get their own (Pyro4 keeps just one of each kind).
+    the settings, so daemons and proxies with different certificates in one process each get their own
+    (Pyro4 keeps just one of each kind), and a context is made anew when one of its files changed (so
+    renewed certificates are used by new connections without a restart).
 
     * server (``ssl.Purpose.CLIENT_AUTH``): ``servercert`` (+ ``serverkey``, ``keypassword``). Client
       certificates are required and verified against ``cacerts`` when ``requireclientcert`` (default:
@@ -495,15 +496,16 @@ def getSSLcontext(  # noqa: N802 - Pyro4 API
         key: tuple[Any, ...] = ("server", servercert, serverkey, cacerts, keypassword, requireclientcert)
     else:
         key = ("client", clientcert, clientkey, cacerts, keypassword, checkhostname)
-    key += tuple(_file_stamp(path) for path in (servercert or clientcert, serverkey or clientkey, cacerts))
+    stamps = tuple(_file_stamp(path) for path in (servercert or clientcert, serverkey or clientkey, cacerts))
     with _ssl_lock:
-        context = _ssl_contexts.get(key)
-        if context is None:
-            if servercert:
-                context = _server_context(servercert, serverkey, cacerts, keypassword, bool(requireclientcert))
-            else:
-                context = _client_context(clientcert, clientkey, cacerts, keypassword, checkhostname)
-            _ssl_contexts[key] = context
+        cached = _ssl_contexts.get(key)
+        if cached is not None and cached[0] == stamps:
+            return cached[1]
+        if servercert:
+            context = _server_context(servercert, serverkey, cacerts, keypassword, bool(requireclientcert))
+        else:
+            context = _client_context(clientcert, clientkey, cacerts, keypassword, checkhostname)
+        _ssl_contexts[key] = (stamps, context)
         return context
 
 

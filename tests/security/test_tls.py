@@ -101,7 +101,9 @@ def test_context_reloaded_when_a_file_changes(pki: PKI, tmp_path: Any) -> None:
     first = socketutil.getSSLcontext(cacerts=str(cafile))
     stat = os.stat(cafile)
     os.utime(cafile, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    assert socketutil.getSSLcontext(cacerts=str(cafile)) is not first
+    second = socketutil.getSSLcontext(cacerts=str(cafile))
+    assert second is not first  # renewed files: a new context for new connections
+    assert socketutil.getSSLcontext(cacerts=str(cafile)) is second  # which is then cached in its place
 
 
 def test_context_errors(pki: PKI, tmp_path: Any) -> None:
