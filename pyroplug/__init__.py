@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 
-from pyroplug import constants, errors
+from pyroplug import constants, errors, futures, message, socketutil, util
 from pyroplug.core.asyncproxy import asyncproxy
 from pyroplug.core.batch import batch
 from pyroplug.core.blob import SerializedBlob
@@ -58,6 +58,15 @@ __all__ = [
     "unregister_class_to_dict",
     "unregister_dict_to_class",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Pyro4's submodules reachable as attributes (``Pyro4.naming``), imported on first use."""
+    if name in ("naming", "naming_storage", "nsc", "core", "plugin"):
+        import importlib
+
+        return importlib.import_module(f"pyroplug.{name}")
+    raise AttributeError(f"module 'pyroplug' has no attribute {name!r}")
 
 
 def _configure_logging() -> None:

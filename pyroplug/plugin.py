@@ -15,6 +15,7 @@ from pyroplug.core.serializer import (
     wrap_error,
 )
 from pyroplug.core.servertype import RequestHandler, ServerType
+from pyroplug.core.storage import Storage
 from pyroplug.core.transport import (
     Connection,
     FamilyName,
@@ -39,6 +40,7 @@ __all__ = [
     "ServerType",
     "SocketConnection",
     "SocketListener",
+    "Storage",
     "Transport",
     "check_call",
     "class_to_dict",

@@ -19,8 +19,8 @@ import pluggy
 if TYPE_CHECKING:
     from pyroplug.core.serializer import Serializer
     from pyroplug.core.servertype import ServerType
+    from pyroplug.core.storage import Storage
     from pyroplug.core.transport import Transport
-    from pyroplug.naming.storage import Storage
 
 #: project name of the markers AND the entry-point group plugins are loaded from
 NAME = "pyroplug"

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
     from pyroplug.core.serializer import Serializer
     from pyroplug.core.servertype import ServerType
+    from pyroplug.core.storage import Storage
     from pyroplug.core.transport import Transport
-    from pyroplug.naming.storage import Storage
 
 __all__ = ["EXTRAS", "Registry", "get_registry", "invalidate"]
 
@@ -91,8 +91,8 @@ class Registry:
         """Ask every plugin for its classes and index them, refusing duplicate keys loudly."""
         from pyroplug.core.serializer import Serializer
         from pyroplug.core.servertype import ServerType
+        from pyroplug.core.storage import Storage
         from pyroplug.core.transport import Transport
-        from pyroplug.naming.storage import Storage
 
         ser = _results(pm, "pyroplug_serializers", Serializer)
         srv = _results(pm, "pyroplug_server_types", ServerType)
