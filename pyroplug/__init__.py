@@ -50,13 +50,17 @@ __all__ = [
     "current_context",
     "errors",
     "expose",
+    "futures",
     "locateNS",
+    "message",
     "oneway",
     "register_class_to_dict",
     "register_dict_to_class",
     "resolve",
+    "socketutil",
     "unregister_class_to_dict",
     "unregister_dict_to_class",
+    "util",
 ]
 
 
