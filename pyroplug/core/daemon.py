@@ -399,7 +399,7 @@ class Daemon:
             fail = ser if ser is not None else self._fail_serializer
             payload, flags, reply_type, sid = fail.dumps(str(exc)), 0, MSG_CONNECTFAIL, fail.serializer_id
             # an unaccepted serializer is refused before any user code runs: no annotations() hook then
-            ann = self._reply_annotations(corr) if ser is not None else None
+            ann = self._reply_annotations(corr) if ser is not None else {}
         conn.send_parts(*encode_parts(reply_type, payload, sid, flags, msg.seq, ann, self.__hmac_key, self.config.COMPRESSION))
         if reply_type == MSG_CONNECTFAIL:
             raise errors.ConnectionClosedError("handshake refused")
