@@ -29,7 +29,7 @@ import hashlib
 import hmac
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pyroplug.core import errors
@@ -154,7 +154,16 @@ def _wire_key(key: Any) -> bytes:
     return bkey
 
 
+#: the chunk header of the one annotation nearly every reply carries: a 16-byte correlation id
+_CORR_HEAD = _pack_chunk(b"CORR", 16)
+_CORR_CHUNK = (b"CORR", 16)
+
+
 def _annotation_chunks(annotations: Mapping[str, bytes]) -> bytes:
+    if len(annotations) == 1:
+        corr = annotations.get("CORR")
+        if corr is not None and len(corr) == 16:
+            return _CORR_HEAD + corr
     chunks = b""
     for key, value in annotations.items():
         size = len(value)
@@ -460,6 +469,75 @@ class MessageReader:
         msg.serializer_id = ser
         msg.annotations = {} if annotations is None else annotations
         msg.data = data
+        return msg
+
+    def read_some(self, recv_into: Callable[[memoryview], int]) -> Message | None:
+        """One read through ``recv_into`` (a socket's, say), then the first complete message, or None.
+
+        ConnectionClosedError when the read returns 0 (the end of the stream). The common case, an
+        empty reader receiving exactly one small message, takes a short path with the same checks as
+        :meth:`buffer_updated` and :meth:`next_message`; anything else goes through those.
+        """
+        if self._end or self._big is not None or self.hmac_key:
+            n = recv_into(self.get_buffer())
+            if not n:
+                raise errors.ConnectionClosedError("receiving: connection closed")
+            self.buffer_updated(n)
+            return self.next_message()
+        n = recv_into(self._view)  # the whole shared buffer: nothing is pending in it
+        if n >= HEADER_SIZE:
+            tag_version, msgtype, flags, seq, size, ser, ann_size, _reserved, checksum = _unpack_header(self._buf, 0)
+            if (
+                n == HEADER_SIZE + ann_size + size
+                and tag_version == _TAG_VERSION
+                and checksum == (msgtype + flags + seq + size + ser + ann_size + _BASE) & 0xFFFF
+                and size >= 0
+                and 0 < msgtype < 7
+                and not flags & FLAGS_COMPRESSED
+                and not 0 < self.max_size < size + ann_size
+            ):
+                view = self._view
+                if not ann_size:
+                    annotations: dict[str, bytes] = {}
+                    data = view[HEADER_SIZE:n].tobytes()
+                elif ann_size == 22 and _unpack_chunk(view, HEADER_SIZE) == _CORR_CHUNK:
+                    annotations = {"CORR": view[30:46].tobytes()}
+                    data = view[46:n].tobytes()
+                else:
+                    annotations = _parse_annotations(view, HEADER_SIZE, HEADER_SIZE + ann_size)
+                    if "HMAC" in annotations:  # refused (or deferred) by the general path
+                        self._end = n
+                        self._read_header()
+                        return self.next_message()
+                    data = view[HEADER_SIZE + ann_size : n].tobytes()
+                msg = _new_message(Message)
+                msg.type = msgtype
+                msg.flags = flags
+                msg.seq = seq
+                msg.serializer_id = ser
+                msg.annotations = annotations
+                msg.data = data
+                return msg
+        elif not n:
+            raise errors.ConnectionClosedError("receiving: connection closed")
+        self._end = n
+        if n >= HEADER_SIZE:
+            self._read_header()
+        return self.next_message()
+
+    def read_message(self, recv_into: Callable[[memoryview], int]) -> Message:
+        """Read through ``recv_into`` until a whole message is here (one already buffered needs no read).
+
+        ConnectionClosedError when the stream ends first.
+        """
+        msg = self.next_message() if self._end or self._big is not None else None
+        while msg is None:
+            try:
+                msg = self.read_some(recv_into)
+            except errors.ConnectionClosedError:
+                if self.pending:
+                    raise errors.ConnectionClosedError("receiving: not enough data") from None
+                raise
         return msg
 
     # --- internals --------------------------------------------------------------------

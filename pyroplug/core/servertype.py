@@ -125,16 +125,15 @@ class ServerType(ABC):
         Updates ``conn.last_activity``. Raises CommunicationError (or SecurityError) when the
         connection is to be closed; the caller then uses :meth:`service_failed`.
         """
-        conn.fill()
+        msg = conn.receive()
         conn.last_activity = _monotonic()
-        handler = self.handler
-        assert handler is not None
-        reader = conn.reader
-        msg = reader.next_message()
         if msg is not None:
+            handler = self.handler
+            assert handler is not None
+            next_message = conn.reader.next_message
             while msg is not None:
                 handler.handle_message(conn, msg)
-                msg = reader.next_message()
+                msg = next_message()
             conn.last_activity = _monotonic()  # a long call is activity too: COMMTIMEOUT counts from its end
 
     def drop(self, conn: Connection) -> None:

@@ -138,15 +138,7 @@ class Connection(ABC):
     # --- message helpers (the per-call path) -------------------------------------------
     def recv_message(self) -> Message:
         """Block until one whole message has arrived, and return it."""
-        reader = self.reader
-        msg = reader.next_message()
-        while msg is None:
-            n = self.recv_into(reader.get_buffer())
-            if not n:
-                raise errors.ConnectionClosedError("receiving: not enough data" if reader.pending else "receiving: connection closed")
-            reader.buffer_updated(n)
-            msg = reader.next_message()
-        return msg
+        return self.reader.read_message(self.recv_into)
 
     def fill(self) -> None:
         """Receive whatever is available now (one read) into the reader; EOF raises ConnectionClosedError."""
@@ -155,6 +147,15 @@ class Connection(ABC):
         if not n:
             raise errors.ConnectionClosedError("receiving: connection closed")
         reader.buffer_updated(n)
+
+    def receive(self) -> Message | None:
+        """:meth:`fill`, then take the first complete message out of the reader (None: not complete yet).
+
+        Server types call this when the connection is readable; the other messages the read completed
+        are then taken with ``reader.next_message()``.
+        """
+        self.fill()
+        return self.reader.next_message()
 
     # Pyro4's SocketConnection names (methods, so that subclasses' overrides are used)
     def setTimeout(self, timeout: float | None) -> None:  # noqa: N802
@@ -178,6 +179,9 @@ class SocketConnection(Connection):
         self._pending = getattr(sock, "pending", None)  # SSLSocket: decrypted bytes not yet read
         # an SSLSocket has sendmsg, but it raises NotImplementedError: gathering sends are plain-socket only
         self._sendmsg = None if self._pending is not None else getattr(sock, "sendmsg", None)
+        cls = type(self)
+        #: the reader may read from the socket directly (no subclass changed how this connection receives)
+        self._direct = cls.recv_into is SocketConnection.recv_into and cls.fill is Connection.fill
 
     def send(self, data: bytes | bytearray | memoryview) -> None:
         try:
@@ -203,6 +207,40 @@ class SocketConnection(Connection):
         while True:
             try:
                 return self._recv_into(buffer)
+            except TimeoutError as exc:  # the builtin (socket.timeout)
+                raise errors.TimeoutError("receiving: timeout") from exc
+            except OSError as exc:
+                if exc.errno in _RETRY_ERRNOS:
+                    continue
+                raise map_oserror(exc, "receiving") from exc
+            except ValueError as exc:  # closed socket
+                raise errors.ConnectionClosedError("receiving: connection closed") from exc
+
+    # the per-call path: the reader reads from the socket itself; errors are mapped as in recv_into
+    def recv_message(self) -> Message:
+        if not self._direct:
+            return self.reader.read_message(self.recv_into)
+        read_message = self.reader.read_message
+        while True:
+            try:
+                return read_message(self._recv_into)
+            except TimeoutError as exc:  # the builtin (socket.timeout)
+                raise errors.TimeoutError("receiving: timeout") from exc
+            except OSError as exc:
+                if exc.errno in _RETRY_ERRNOS:
+                    continue
+                raise map_oserror(exc, "receiving") from exc
+            except ValueError as exc:  # closed socket
+                raise errors.ConnectionClosedError("receiving: connection closed") from exc
+
+    def receive(self) -> Message | None:
+        if not self._direct:
+            self.fill()
+            return self.reader.next_message()
+        read_some = self.reader.read_some
+        while True:
+            try:
+                return read_some(self._recv_into)
             except TimeoutError as exc:  # the builtin (socket.timeout)
                 raise errors.TimeoutError("receiving: timeout") from exc
             except OSError as exc:
