@@ -38,6 +38,7 @@ from pyroplug.core.protocol import (
 from pyroplug.core.registry import get_registry
 from pyroplug.core.serializer import wire_class
 from pyroplug.core.uri import URI
+from pyroplug.core.workers import call_gates as _call_gates
 
 if TYPE_CHECKING:
     from pyroplug.core.serializer import Serializer
@@ -53,6 +54,7 @@ _LOCAL = frozenset(
     _pyroAttrs _pyroTimeout _pyroSeq _pyroHmacKey _pyroRawWireResponse _pyroHandshake _pyroMaxRetries
     _pyroSerializer _pyroConfig _async _hmac _timeout _lock _ser _object_id _async_pool""".split()
 )
+_get_ident = threading.get_ident
 _RETRYABLE = (errors.ConnectionClosedError, errors.TimeoutError)
 #: remote errors after which a stock Pyro4 daemon drops the connection: release it, the next call reconnects
 _DROPPED_AFTER = (errors.CommunicationError, errors.SecurityError)
@@ -280,6 +282,10 @@ class Proxy:
         self, methodname: str, vargs: Any, kwargs: Any, flags: int = 0, objectId: str | None = None  # noqa: N803
     ) -> Any:
         """Perform one remote call and return its result (or raise its exception)."""
+        if _call_gates and not flags & FLAGS_ONEWAY and methodname not in self._pyroOneway:
+            gate = _call_gates.get(_get_ident())
+            if gate is not None:  # a multiplex daemon's call: re-entrant calls are served while it waits
+                return gate.yield_during(self._pyroInvoke, methodname, vargs, kwargs, flags, objectId)
         with self._lock:
             conn = self._pyroConnection
             if conn is None:
@@ -289,18 +295,25 @@ class Proxy:
             ser = self._ser
             assert ser is not None
             object_id = objectId or self._object_id
-            cfg = self._pyroConfig
-            ann = self._request_annotations()
+            ctx = current_context
+            cls = type(self)
+            if ctx.annotations or ctx.correlation_id_bytes is not None or cls._pyroAnnotations is not _BASE_ANNOTATIONS:
+                ann: dict[str, bytes] | None = self._request_annotations()
+            else:
+                ann = None  # the common case: nothing to annotate
             if vargs and type(vargs[0]) is SerializedBlob:
+                if ann is None:
+                    ann = {}
                 payload, flags = self._blob_payload(ser, object_id, methodname, vargs, kwargs, ann, flags)
             else:
                 payload = ser.dumps_call(object_id, methodname, vargs, kwargs)
             if methodname in self._pyroOneway:
                 flags |= FLAGS_ONEWAY
-            seq = (self._pyroSeq + 1) & 0xFFFF
-            object.__setattr__(self, "_pyroSeq", seq)
-            head, payload = encode_parts(MSG_INVOKE, payload, ser.serializer_id, flags, seq, ann, self._hmac,
-                                         cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE)
+            seq = self.__dict__["_pyroSeq"] = (self._pyroSeq + 1) & 0xFFFF
+            cfg = self._pyroConfig
+            sid = ser.serializer_id
+            head, payload = encode_parts(MSG_INVOKE, payload, sid, flags, seq, ann, self._hmac, cfg.COMPRESSION,
+                                         cfg.MAX_MESSAGE_SIZE)
             try:
                 conn.send_parts(head, payload)
                 if flags & FLAGS_ONEWAY:
@@ -310,20 +323,24 @@ class Proxy:
                     raise errors.ProtocolError(f"invalid msg type {msg.type} received")
                 if msg.seq != seq:
                     raise errors.ProtocolError(f"invoke: reply sequence out of sync, got {msg.seq} expected {seq}")
-                if msg.serializer_id != ser.serializer_id:
+                if msg.serializer_id != sid:
                     raise errors.SerializeError(f"invalid serializer in response: {msg.serializer_id}")
             except (errors.CommunicationError, errors.SecurityError, KeyboardInterrupt):  # unusable: release
                 self._pyroRelease()
                 raise
-            if msg.annotations:
-                current_context.response_annotations = dict(msg.annotations)
-                self._pyroResponseAnnotations(msg.annotations, msg.type)
+            annotations = msg.annotations
+            if annotations:
+                ctx.response_annotations = dict(annotations)
+                if cls._pyroResponseAnnotations is not _BASE_RESPONSE_ANNOTATIONS:
+                    self._pyroResponseAnnotations(annotations, msg.type)
             if self._pyroRawWireResponse:
                 return msg
             data = ser.loads(msg.data)
             rflags = msg.flags
+            if not rflags:
+                return data
             if rflags & FLAGS_ITEMSTREAMRESULT:
-                stream_id = bytes(msg.annotations.get("STRM", b"")).decode()
+                stream_id = bytes(annotations.get("STRM", b"")).decode()
                 if not stream_id:
                     raise errors.ProtocolError("result of call is an iterator, but the server is not configured to allow streaming")
                 from pyroplug.core.streams import StreamResultIterator
@@ -496,3 +513,8 @@ class Proxy:
         setattr_(self, "_hmac", state[5])
         setattr_(self, "_pyroHandshake", state[6])
         setattr_(self, "_pyroSerializer", state[8] if len(state) > 8 else None)
+
+
+#: the hooks a subclass may override; when it does not, the call path skips them
+_BASE_ANNOTATIONS = Proxy._pyroAnnotations
+_BASE_RESPONSE_ANNOTATIONS = Proxy._pyroResponseAnnotations
