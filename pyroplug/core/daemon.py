@@ -8,6 +8,7 @@ lookups, one deserialize, the call, one serialize and one send.
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
 import os
 import sys
@@ -62,12 +63,32 @@ _NOT_STREAMS = frozenset([type(None), bool, int, float, str, bytes, list, tuple,
 _STREAM_INTACT = (errors.SerializeError, errors.MessageTooLargeError)
 
 
+def _corr_base() -> int:
+    """64 random bits for the first half of this process's correlation ids (version 4, RFC 4122 variant)."""
+    return ((int.from_bytes(os.urandom(8), "big") & ~0xF000) | 0x4000) << 64 | 1 << 63
+
+
+_corr_prefix = _corr_base()
+_corr_counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+
+def _reseed_corr() -> None:
+    global _corr_prefix, _corr_counter
+    _corr_prefix = _corr_base()
+    _corr_counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed_corr)  # a forked child must not repeat its parent's ids
+
+
 def _new_corr() -> bytes:
-    """A fresh correlation id: the 16 bytes of a random (version 4) UUID, as stock Pyro4 sends."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    return bytes(raw)
+    """A fresh correlation id, formatted as the 16 bytes of a version 4 UUID like stock Pyro4's.
+
+    Unique, not secret: a random per-process half and a counter (the per-call path avoids a
+    getrandom system call per reply); the counter wraps within its 62 bits.
+    """
+    return (_corr_prefix | (next(_corr_counter) & 0x3FFFFFFFFFFFFFFF)).to_bytes(16, "big")
 
 
 @wire_class("Pyro4.core.Daemon")
@@ -438,11 +459,12 @@ class Daemon:
     def _invoke(self, conn: Connection, msg: Message) -> None:
         flags = msg.flags
         seq = msg.seq
-        ser = self._serializers.get(msg.serializer_id)
+        sid = msg.serializer_id
+        ser = self._serializers.get(sid)
         if ser is None:
-            raise errors.ProtocolError(f"message used serializer that is not accepted: {msg.serializer_id}")
-        ctx = current_context
-        corr = msg.annotations.get("CORR") or _new_corr()
+            raise errors.ProtocolError(f"message used serializer that is not accepted: {sid}")
+        annotations = msg.annotations
+        corr = annotations.get("CORR") or _new_corr()
         is_callback = False
         try:
             if flags & FLAGS_KEEPSERIALIZED:
@@ -451,19 +473,22 @@ class Daemon:
                 object_id, method, vargs, kwargs = blob_call(msg)
             else:
                 object_id, method, vargs, kwargs = ser.loads_call(msg.data)
-            ctx.client = conn
-            ctx.client_sock_addr = getattr(conn, "peer_address", None)
-            ctx.seq = seq
-            ctx.annotations = msg.annotations  # type: ignore[assignment]  # read-only Mapping on the server side
-            ctx.msg_flags = flags
-            ctx.serializer_id = msg.serializer_id
-            ctx.correlation_id_bytes = corr
+            # the call context, written straight into this thread's dict of the thread-local
+            state = current_context.__dict__
+            state["client"] = conn
+            state["client_sock_addr"] = getattr(conn, "peer_address", None)
+            state["seq"] = seq
+            state["annotations"] = annotations
+            state["msg_flags"] = flags
+            state["serializer_id"] = sid
+            state["correlation_id_bytes"] = corr
             obj = self.objectsById.get(object_id)
             if obj is None:
                 raise errors.DaemonError("unknown object")
             if isinstance(obj, type):
                 obj = self._get_instance(obj, conn)
-            members = members_of(obj, self.config.REQUIRE_EXPOSE)
+            config = self.config
+            members = members_of(obj, config.REQUIRE_EXPOSE)
             reply_flags = 0
             if flags & FLAGS_BATCH:
                 data: Any = self._run_batch(obj, members, vargs)
@@ -474,11 +499,14 @@ class Daemon:
                 _set_property(obj, members, vargs)
                 data = None
             else:
-                func = _resolve(obj, members, method)
+                if type(method) is str and method in members.methods:
+                    func = getattr(obj, method)
+                else:
+                    func = _resolve(obj, members, method)
                 if kwargs is None:
                     kwargs = {}
                 if flags & FLAGS_ONEWAY and self._oneway_pool is not None:
-                    self._oneway_pool.submit(_run_oneway, func, vargs, kwargs, ctx.to_global())
+                    self._oneway_pool.submit(_run_oneway, func, vargs, kwargs, current_context.to_global())
                     return
                 is_callback = method in members.callbacks
                 try:
@@ -491,10 +519,13 @@ class Daemon:
             if flags & FLAGS_ONEWAY:
                 return
             payload = ser.dumps(data)
-            ann = self._reply_annotations(corr)
+            if state.get("response_annotations") or self._custom_annotations:
+                ann = self._reply_annotations(corr)
+            else:
+                ann = {"CORR": corr}
             conn.send_parts(
-                *encode_parts(MSG_RESULT, payload, ser.serializer_id, reply_flags, seq, ann, self.__hmac_key,
-                              self.config.COMPRESSION, self.config.MAX_MESSAGE_SIZE)
+                *encode_parts(MSG_RESULT, payload, sid, reply_flags, seq, ann, self.__hmac_key,
+                              config.COMPRESSION, config.MAX_MESSAGE_SIZE)
             )
         except _UserError as wrapped:
             error = wrapped.error
