@@ -20,7 +20,9 @@ Differences from Pyro4, on purpose: ``execute`` and ``evaluate`` share one names
 (seeded with ``sys``, ``os``, ``types``, ``code``, ``stat``, ``importlib`` and ``builtins``, the names
 Pyro4's code sees) instead of the flame module's own globals; ``getmodule`` returns the source of
 dotted modules themselves (Pyro4 returns the top-level package) and of modules sent with
-``sendmodule``; ``sendfile`` creates files with mode 0600 from the start.
+``sendmodule``; ``sendfile`` creates files with mode 0600 from the start; the module, builtin and
+console objects received through :func:`connect`'s proxy use its HMAC key (with Pyro4 they have none,
+so they cannot reach a server that requires one).
 """
 
 from __future__ import annotations
@@ -421,16 +423,33 @@ def start(daemon: Any) -> URI:
     return daemon.register(Flame(cfg), FLAME_NAME)  # type: ignore[no-any-return]
 
 
+class _FlameProxy(Proxy):
+    """The proxy :func:`connect` returns: module, builtin and console objects it receives get its HMAC key.
+
+    Their proxies are made on the server, which never puts a key in them (nor should it: the pickle
+    travels unencrypted), so with stock Pyro4 they cannot reach a daemon that requires a key.
+    """
+
+    def _pyroInvoke(self, methodname: str, vargs: Any, kwargs: Any, flags: int = 0, objectId: str | None = None) -> Any:  # noqa: N802, N803
+        result = super()._pyroInvoke(methodname, vargs, kwargs, flags, objectId)
+        if self._hmac and isinstance(result, (FlameModule, FlameBuiltin, RemoteInteractiveConsole)):
+            inner = result.remoteconsole if isinstance(result, RemoteInteractiveConsole) else result.flameserver
+            if isinstance(inner, Proxy) and not inner._pyroHmacKey:
+                inner._pyroHmacKey = self._hmac
+        return result
+
+
 def connect(location: str, hmac_key: bytes | str | None = None) -> Proxy:
     """A bound proxy for the Flame server at ``location`` (``host:port`` or ``./u:socketpath``).
 
     The client serializer (``SERIALIZER``, PYRO_SERIALIZER) must be pickle, else PickleRequiredError.
+    With ``hmac_key``, the module, builtin and console objects the server returns use that key too.
     """
     if global_config.SERIALIZER != "pickle":
         raise PickleRequiredError(
             f"Flame requires the pickle serializer (SERIALIZER is {global_config.SERIALIZER!r}; set "
             "SERIALIZER='pickle' / PYRO_SERIALIZER=pickle)")
-    proxy = Proxy(f"PYRO:{FLAME_NAME}@{location}")
+    proxy = _FlameProxy(f"PYRO:{FLAME_NAME}@{location}")
     if hmac_key:
         proxy._pyroHmacKey = hmac_key
     proxy._pyroBind()
