@@ -22,7 +22,13 @@ from pyroplug.core.proxy import Proxy
 from pyroplug.core.registry import get_registry
 from pyroplug.testing.interop import Peer, run_peer
 from pyroplug.tools import flame, flameserver
-from pyroplug.tools.flame import Flame, FlameBuiltin, FlameModule, PickleRequiredError, RemoteInteractiveConsole
+from pyroplug.tools.flame import (
+    Flame,
+    FlameBuiltin,
+    FlameModule,
+    PickleRequiredError,
+    RemoteInteractiveConsole,
+)
 
 #: the methods stock Pyro4's Flame object exposes
 FLAME_METHODS = {"module", "builtin", "execute", "evaluate", "sendmodule", "getmodule", "sendfile", "getfile",
