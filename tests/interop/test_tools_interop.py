@@ -24,7 +24,7 @@ import pytest
 
 from pyroplug.testing.interop import Driver, Peer
 from pyroplug.tools.httpgateway import HttpGateway
-from tests.tools.conftest import serve_wsgi
+from tests.tools.support import serve_wsgi
 
 pytestmark = pytest.mark.interop
 
@@ -283,3 +283,48 @@ def test_flame(client: str, server: str, flame_servers: dict[str, tuple[str, int
     assert tuple(r["console"]) == ("42\n", False)
     # a serializer other than pickle is refused by either server (at connect time)
     assert r["serpent_refused"]["__exception__"].rpartition(".")[2] in ("CommunicationError", "SerializeError", "ProtocolError")
+
+
+@pytest.fixture(scope="module")
+def keyed_flame_servers() -> Iterator[dict[str, str]]:
+    """Both flame servers with an HMAC key (PYRO_HMAC_KEY): flavor -> location."""
+    peers: list[Peer] = []
+    found: dict[str, str] = {}
+    try:
+        for flavor, module in (("pyro4", "Pyro4.utils.flameserver"), ("pyroplug", "pyroplug.tools.flameserver")):
+            peer, uri = _start([sys.executable, "-m", module, "-H", "127.0.0.1", "-p", "0"], "server uri: ",
+                               env={**FLAME_ENV, "PYRO_HMAC_KEY": "flame-key"}, name=module)
+            peers.append(peer)
+            found[flavor] = uri.partition("@")[2]
+        yield found
+    finally:
+        for peer in peers:
+            peer.stop()
+
+
+KEYED_SNIPPET = """
+import importlib
+flame = importlib.import_module("Pyro4.utils.flame" if FLAVOR == "pyro4" else "pyroplug.tools.flame")
+f = flame.connect(location, hmac_key=b"flame-key")
+result = {
+    "evaluated": f.evaluate("6 * 7"),
+    "module_call": catch(lambda: f.module("os").getpid()) if FLAVOR == "pyro4" else f.module("os").getpid() > 0,
+    "without_key": catch(flame.connect, location),
+}
+f._pyroRelease()
+"""
+
+
+@pytest.mark.parametrize(("client", "server"), CELLS, ids=[f"{c}->{s}" for c, s in CELLS])
+def test_flame_with_hmac_key(client: str, server: str, keyed_flame_servers: dict[str, str],
+                             flame_drivers: dict[str, Driver]) -> None:
+    r = flame_drivers[client].run(KEYED_SNIPPET, location=keyed_flame_servers[server])
+    assert r["evaluated"] == 42
+    assert r["without_key"]["__exception__"].rpartition(".")[2] == "CommunicationError"
+    if client == "pyro4":
+        # stock limitation (either server): the module proxy made on the server has no HMAC key, and the
+        # stock client does not give it one, so calling a module function fails
+        assert r["module_call"]["__exception__"] == "Pyro4.errors.CommunicationError"
+        assert "hmac" in r["module_call"]["str"]
+    else:
+        assert r["module_call"] is True  # pyroplug's connect() proxy hands its key to the received objects

@@ -19,7 +19,7 @@ from pyroplug.core.daemon import Daemon
 from pyroplug.testing.interop import Peer, run_peer
 from pyroplug.tools import httpgateway
 from pyroplug.tools.httpgateway import DEFAULT_EXPOSE, HttpGateway, ThreadingWSGIServer
-from tests.tools.conftest import (
+from tests.tools.support import (
     Backend,
     Service,
     free_port,
