@@ -511,7 +511,7 @@ class HttpGateway:
             raise _HttpError("504 Gateway Timeout", exc) from None
         except errors.CommunicationError as exc:
             raise _HttpError("502 Bad Gateway", exc) from None
-        except errors.PyroError as exc:
+        except Exception as exc:  # PyroError (no exposed members, ...) or a broken registration
             raise _HttpError("500 Internal Server Error", exc) from None
         reusable = False
         previous_corr = current_context.correlation_id
