@@ -183,12 +183,16 @@ class Proxy:
         return self._connect(replace_uri=True)
 
     def _pyroRelease(self) -> None:  # noqa: N802
-        """Close the connection (the next call reconnects)."""
+        """Close the connection (the next call reconnects), and those of idle async clones."""
         with self._lock:
             conn = self._pyroConnection
             if conn is not None:
                 object.__setattr__(self, "_pyroConnection", None)
                 conn.close()
+        if "_async_pool" in self.__dict__:
+            from pyroplug.core.asyncproxy import release_clones
+
+            release_clones(self)
 
     def _pyroReconnect(self, tries: int = 100000000) -> None:  # noqa: N802
         """Release, then try to connect again (every 2 seconds, ``tries`` times).

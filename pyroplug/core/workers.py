@@ -74,3 +74,9 @@ class ElasticPool:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+
+#: Threads running a call of a server type that lets other calls in while this one waits for a remote
+#: reply (the multiplex server): thread ident -> its gate, an object with ``yield_during(fn, *args)``.
+#: A proxy about to make a (two-way) remote call from such a thread runs it through the gate.
+call_gates: dict[int, Any] = {}

@@ -5,10 +5,29 @@ The listener, a wakeup socketpair and every connection are registered in one
 readable, once per readiness, so a client that sends half a message (slowloris) or garbage never
 blocks the others: partial data waits in the connection's reader. Housekeeping (the handler's, and
 closing connections that received nothing for COMMTIMEOUT seconds) runs about every POLLTIMEOUT.
+
+**One call at a time, and re-entrant calls.** Calls (and housekeeping) run one at a time, as in
+Pyro4. Pyro4's multiplex server deadlocks when a call waits for a remote call that calls back into
+the same daemon (server method -> client callback -> server method): the only thread is busy
+waiting, so the nested call is never read. Here a call that makes a remote call through a proxy
+*yields* while it waits for the reply: if the reply takes longer than :attr:`MultiplexServer.REENTRY_DELAY`,
+a helper thread takes the select loop over and serves
+
+* the calls carrying the waiting call's correlation id (Pyro propagates it from a call to the
+  calls made while running it, so a callback's calls back into this daemon carry it), and
+* handshakes and pings;
+
+every other call is deferred (its connection leaves the selector) until no call is waiting. So
+independent calls still run strictly one after another; only a chain of re-entrant calls
+interleaves, at its remote-call points, like coroutines at ``await``. When the reply arrives the
+waiting call resumes as soon as the call then running finishes or yields itself; the loop returns
+to the thread that runs ``loop()``. A nested call that does not carry the correlation id (made from
+another thread, or after clearing ``current_context.correlation_id``) waits like an independent one.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import selectors
 import socket
@@ -18,11 +37,15 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyroplug.core import errors
+from pyroplug.core.context import current_context
 from pyroplug.core.hookspec import hookimpl
+from pyroplug.core.protocol import MSG_INVOKE
 from pyroplug.core.servertype import RequestHandler, ServerType, fileno_of
+from pyroplug.core.workers import ElasticPool, call_gates
 
 if TYPE_CHECKING:
     from pyroplug.core.config import Config
+    from pyroplug.core.protocol import Message
     from pyroplug.core.transport import Connection, Listener
 
 __all__ = ["MultiplexServer", "pyroplug_server_types"]
@@ -32,6 +55,140 @@ _monotonic = time.monotonic
 
 _LISTENER = "listener"
 _WAKE = "wake"
+#: threads that take a loop over while its call waits for a remote reply
+_helpers = ElasticPool("pyroplug-multiplex-helper")
+
+
+class _Wait:
+    """The remote call the loop's thread is waiting for (a helper takes the loop over if it takes long)."""
+
+    __slots__ = ("thread", "server", "conn", "done")
+
+    def __init__(self, thread: int, server: MultiplexServer, conn: Connection | None) -> None:
+        self.thread = thread
+        self.server = server
+        self.conn = conn
+        self.done = False
+
+
+class _Gate:
+    """Runs the calls of one multiplex loop (and the servers combined into it) one at a time.
+
+    ``exec`` is held while a call (or housekeeping) runs; the *holder* thread runs the select loop.
+    A call that makes a remote call releases ``exec`` while waiting for the reply (see
+    :meth:`yield_during`); if the wait lasts longer than :attr:`MultiplexServer.REENTRY_DELAY`, a helper
+    thread takes over the loop and serves the messages that carry the waiting call's correlation id
+    (re-entrant calls: callbacks calling back in), plus handshakes and pings. Other calls are deferred
+    until no call is waiting, so independent calls still run strictly one at a time.
+    """
+
+    def __init__(self, server: MultiplexServer) -> None:
+        self.loop_server = server
+        self.exec = threading.Lock()
+        self.cv = threading.Condition(threading.Lock())
+        self.holder: int | None = None  # the thread running the select loop
+        self.owner_waiting = False  # the loop()/events() caller wants the loop back
+        self.running = False  # a loop()/events() is active: helpers may serve
+        #: correlation ids of the calls waiting for a remote reply (their re-entrant calls may run)
+        self.corrs: collections.Counter[bytes] = collections.Counter()
+        #: (server, connection, first message) of calls deferred while other calls wait
+        self.deferred: collections.deque[tuple[MultiplexServer, Connection, Message]] = collections.deque()
+        self.serving: MultiplexServer | None = None  # the server whose _handle runs under exec
+        self.pending: _Wait | None = None
+
+    def yield_during(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` (a proxy's remote call) with ``exec`` released; re-acquire it after."""
+        me = threading.get_ident()
+        call_gates.pop(me, None)
+        corr = current_context.correlation_id_bytes
+        corr = bytes(corr) if corr else None
+        wait: _Wait | None = None
+        with self.cv:
+            if corr is not None:
+                self.corrs[corr] += 1
+            if self.holder == me and self.running and self.serving is not None:
+                server = self.serving
+                wait = self.pending = _Wait(me, server, server._servicing)
+        self.exec.release()
+        try:
+            if wait is not None:
+                _helpers.submit(self._take_over, wait)
+            return fn(*args)
+        finally:
+            if wait is not None:
+                with self.cv:
+                    wait.done = True
+                    if self.pending is wait:
+                        self.pending = None
+                    self.cv.notify_all()
+            self.exec.acquire()
+            wake = False
+            if corr is not None:
+                with self.cv:
+                    left = self.corrs[corr] - 1
+                    if left:
+                        self.corrs[corr] = left
+                    else:
+                        del self.corrs[corr]
+                    wake = not self.corrs and bool(self.deferred)
+            call_gates[me] = self
+            if wake:
+                self.loop_server._wake()
+
+    def _take_over(self, wait: _Wait) -> None:
+        """Helper job: if the loop's remote call is still waiting after REENTRY_DELAY, run the loop."""
+        me = threading.get_ident()
+        server = self.loop_server
+        with self.cv:
+            deadline = _monotonic() + server.REENTRY_DELAY
+            while not wait.done:
+                remaining = deadline - _monotonic()
+                if remaining <= 0:
+                    break
+                self.cv.wait(remaining)
+            if wait.done or self.holder != wait.thread or not self.running:
+                return
+            if wait.conn is not None:  # its connection leaves the selector until the call is over
+                wait.server._suspend(wait.conn)
+            self.pending = None
+            self.holder = None
+            self.cv.notify_all()
+            if self.owner_waiting:  # the loop's owner takes it back itself
+                return
+            self.holder = me
+        call_gates[me] = self
+        try:
+            while self.running and not self.owner_waiting and not server._shutdown:
+                if not server._iterate(me):
+                    return  # this helper's own call was taken over: another helper runs the loop
+        finally:
+            call_gates.pop(me, None)
+            self.release(me)
+
+    def acquire_loop(self, me: int) -> None:
+        """Make ``me`` (the loop()/events() caller) the holder, waiting for a helper to give the loop back."""
+        with self.cv:
+            self.running = True
+            if self.holder is None or self.holder == me:
+                self.holder = me
+                return
+            self.owner_waiting = True
+            try:
+                while self.holder is not None:
+                    self.loop_server._wake()
+                    self.cv.wait(0.5)
+                self.holder = me
+            finally:
+                self.owner_waiting = False
+
+    def release(self, me: int, stop: bool = False) -> None:
+        """Give up the loop (``stop``: the loop()/events() caller is done; helpers stop too)."""
+        with self.cv:
+            if stop:
+                self.running = False
+            if self.holder == me:
+                self.holder = None
+            self.cv.notify_all()
 
 
 class MultiplexServer(ServerType):
@@ -42,6 +199,8 @@ class MultiplexServer(ServerType):
     ACCEPT_BATCH: ClassVar[int] = 256
     #: how long close() waits for a loop running in another thread to return
     CLOSE_WAIT: ClassVar[float] = 2.0
+    #: seconds a call may wait for a remote reply before a helper thread serves re-entrant calls
+    REENTRY_DELAY: ClassVar[float] = 0.002
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -60,6 +219,11 @@ class MultiplexServer(ServerType):
         self._loop_done = threading.Event()
         self._loop_done.set()
         self._servicing: Connection | None = None  # the connection whose messages are being handled
+        self._gate = _Gate(self)
+        #: connections out of the selector while their call waits for a remote reply (or runs deferred)
+        self._suspended: set[Connection] = set()
+        #: connections whose next call is deferred until no call waits for a remote reply
+        self._deferred_conns: set[Connection] = set()
 
     # --- setup -------------------------------------------------------------------------------
     def init(self, handler: RequestHandler, listener: Listener) -> None:
@@ -77,34 +241,78 @@ class MultiplexServer(ServerType):
     # --- the loop ----------------------------------------------------------------------------
     def loop(self, loop_condition: Callable[[], bool] = lambda: True) -> None:
         """Select and dispatch until shutdown() or ``loop_condition()`` is False."""
-        self._loop_thread = threading.get_ident()
+        me = threading.get_ident()
+        gate = self._gate
+        self._loop_thread = me
         self._loop_done.clear()
+        gate.loop_server = self
+        gate.acquire_loop(me)
+        call_gates[me] = gate
         try:
             while not self._shutdown and loop_condition():
-                timeout = max(0.0, self._next_housekeeping - _monotonic())
-                try:
-                    ready = self._selector.select(timeout)
-                except (OSError, ValueError):
-                    if self._closed:
-                        break
-                    raise
-                for key, _mask in ready:
-                    owner, target = key.data
-                    if owner is self or isinstance(owner, MultiplexServer):
-                        owner._dispatch(target)
-                    else:
-                        self._foreign_events(owner, [key.fileobj])
-                    if self._closed:
-                        return
-                self._maybe_housekeep()
+                if not self._iterate(me):  # a call waited for a remote reply and a helper took the loop over
+                    gate.acquire_loop(me)
+                if self._closed:
+                    return
         finally:
+            call_gates.pop(me, None)
+            gate.release(me, stop=True)
             self._loop_thread = None
             self._loop_done.set()
 
+    def _iterate(self, me: int) -> bool:
+        """One select and the dispatch of what it reported; False when another thread took the loop over."""
+        gate = self._gate
+        timeout = 0.0 if gate.deferred and not gate.corrs else max(0.0, self._next_housekeeping - _monotonic())
+        try:
+            ready = self._selector.select(timeout)
+        except (OSError, ValueError):
+            if self._closed:
+                return True
+            raise
+        with gate.exec:
+            if gate.deferred and not gate.corrs:
+                self._run_deferred()
+                if gate.holder != me:
+                    return False
+            for key, _mask in ready:
+                owner, target = key.data
+                if owner is self or isinstance(owner, MultiplexServer):
+                    owner._dispatch(target)
+                else:
+                    self._foreign_events(owner, [key.fileobj])
+                if gate.holder != me:  # the rest of `ready` is stale: the new holder selects again
+                    return False
+                if self._closed:
+                    return True
+            self._maybe_housekeep()
+            return gate.holder == me
+
     def events(self, eventsockets: Iterable[Any]) -> None:
         """Process the given ready sockets (listener, connections, their sockets or fds) once."""
+        me = threading.get_ident()
+        gate = self._gate
+        if gate.holder == me:  # called from inside this loop (a combined server's events, user code)
+            self._events(eventsockets, me)
+            return
+        gate.acquire_loop(me)
+        call_gates[me] = gate
+        try:
+            with gate.exec:
+                self._events(eventsockets, me)
+            while gate.holder != me or (gate.deferred and not gate.corrs and not self._shutdown):
+                if gate.holder != me:
+                    gate.acquire_loop(me)
+                with gate.exec:
+                    self._run_deferred()
+        finally:
+            call_gates.pop(me, None)
+            gate.release(me, stop=True)
+
+    def _events(self, eventsockets: Iterable[Any], me: int) -> None:
+        gate = self._gate
         for obj in eventsockets:
-            if self._shutdown:
+            if self._shutdown or gate.holder != me:
                 return
             fd = fileno_of(obj)
             if fd < 0:
@@ -112,7 +320,9 @@ class MultiplexServer(ServerType):
             if fd == self._listener_fd:
                 self._dispatch(_LISTENER)
             elif fd in self._conns:
-                self._dispatch(self._conns[fd])
+                conn = self._conns[fd]
+                if conn not in self._suspended and conn not in self._deferred_conns:
+                    self._dispatch(conn)
             else:
                 key = self._selector.get_map().get(fd) if not self._closed else None
                 if key is not None:
@@ -121,7 +331,8 @@ class MultiplexServer(ServerType):
                         owner._dispatch(target)
                     else:
                         self._foreign_events(owner, [key.fileobj])
-        self._maybe_housekeep()
+        if gate.holder == me:
+            self._maybe_housekeep()
 
     @property
     def sockets(self) -> list[Any]:
@@ -129,7 +340,8 @@ class MultiplexServer(ServerType):
         result: list[Any] = []
         if self.listener is not None and not self._closed:
             result.append(self.listener.sock or self.listener)
-        result.extend(getattr(conn, "sock", conn) for conn in self._conns.values())
+        busy = self._suspended | self._deferred_conns
+        result.extend(getattr(conn, "sock", conn) for conn in self._conns.values() if conn not in busy)
         for other in self._combined:
             result.extend(other.sockets)
         return result
@@ -171,23 +383,98 @@ class MultiplexServer(ServerType):
                 continue
             self._conns[key.fd] = conn
 
-    def _handle(self, conn: Connection) -> None:
+    def _handle(self, conn: Connection, first: Message | None = None) -> None:
+        gate = self._gate
         self._servicing = conn
+        gate.serving = self
         try:
-            self.service(conn)
-            while conn.buffered():
+            if first is None and not gate.corrs:
                 self.service(conn)
+                while conn.buffered() and conn not in self._deferred_conns:
+                    if gate.corrs:
+                        self._service_gated(conn, None)
+                    else:
+                        self.service(conn)
+            else:  # calls are waiting for remote replies (or this is a deferred call): defer unrelated ones
+                self._service_gated(conn, first)
+                while conn.buffered() and conn not in self._deferred_conns:
+                    self._service_gated(conn, None)
         except KeyboardInterrupt:  # Ctrl-C stops the loop; the connection is closed with the server
             raise
         except BaseException as exc:  # noqa: B036 - a handler error (even SystemExit) closes its connection only
+            self._suspended.discard(conn)
             self._forget(conn)
             self.service_failed(conn, exc)
             return
         finally:
             self._servicing = None
+        if self._suspended and conn in self._suspended and conn not in self._deferred_conns:
+            self._resume(conn)
         if self._closed:  # close() gave up waiting for this call and left the connection to us
-            self._forget(conn)
-            self.drop(conn)
+            with gate.cv:
+                owned = any(known is conn for known in self._conns.values())
+                if owned:
+                    self._forget(conn)
+            if owned:
+                self.drop(conn)
+
+    def _service_gated(self, conn: Connection, first: Message | None) -> None:
+        """:meth:`service` while calls wait for remote replies: a call unrelated to them is deferred."""
+        msg = first
+        if msg is None:
+            msg = conn.receive()
+            conn.last_activity = _monotonic()
+        handler = self.handler
+        assert handler is not None
+        gate = self._gate
+        while msg is not None:
+            if gate.corrs and msg.type == MSG_INVOKE and bytes(msg.annotations.get("CORR") or b"") not in gate.corrs:
+                self._suspend(conn)
+                self._deferred_conns.add(conn)
+                gate.deferred.append((self, conn, msg))
+                return
+            handler.handle_message(conn, msg)
+            msg = conn.reader.next_message()
+        conn.last_activity = _monotonic()
+
+    def _run_deferred(self) -> None:
+        """Run the calls deferred while others waited (in order), as long as none is waiting."""
+        gate = self._gate
+        me = threading.get_ident()
+        while gate.deferred and not gate.corrs and gate.holder == me and not self._shutdown:
+            server, conn, msg = gate.deferred.popleft()
+            server._deferred_conns.discard(conn)
+            if not any(known is conn for known in server._conns.values()):
+                continue  # closed meanwhile
+            server._handle(conn, msg)
+
+    def _suspend(self, conn: Connection) -> None:
+        """Take ``conn`` out of the selector (its call waits, or its next call is deferred)."""
+        if conn in self._suspended:
+            return
+        self._suspended.add(conn)
+        try:
+            self._selector.unregister(conn)
+        except (KeyError, ValueError, RuntimeError, OSError):
+            pass
+
+    def _resume(self, conn: Connection) -> None:
+        """Put a suspended connection back into the selector (unless it was closed meanwhile)."""
+        with self._gate.cv:
+            self._suspended.discard(conn)
+            if self._closed or not any(known is conn for known in self._conns.values()):
+                return
+            try:
+                self._selector.register(conn, selectors.EVENT_READ, (self, conn))
+            except (KeyError, ValueError, OSError) as exc:
+                self._forget(conn)
+                failed: BaseException | None = exc
+            else:
+                failed = None
+        if failed is not None:
+            self.service_failed(conn, failed)
+        else:
+            self._wake()  # a selector other than epoll sees the registration only on its next select
 
     def _foreign_events(self, owner: Any, objs: Sequence[Any]) -> None:
         try:
@@ -220,8 +507,9 @@ class MultiplexServer(ServerType):
             return
         self._next_housekeeping = now + self.housekeeping_interval
         if self.config.COMMTIMEOUT > 0:
+            busy = self._suspended | self._deferred_conns
             for conn in list(self._conns.values()):
-                if self.expired(conn, now):
+                if conn not in busy and self.expired(conn, now):
                     log.info("closing %r: nothing received for COMMTIMEOUT (%ss)", conn, self.config.COMMTIMEOUT)
                     self._forget(conn)
                     self.drop(conn)
@@ -237,6 +525,7 @@ class MultiplexServer(ServerType):
             raise ValueError("cannot combine a server with itself")
         if isinstance(server, MultiplexServer):
             server._move_to(self._selector)
+            server._gate = self._gate
         else:
             for sock in server.sockets:
                 self._selector.register(sock, selectors.EVENT_READ, (server, sock))
@@ -277,11 +566,15 @@ class MultiplexServer(ServerType):
         if self._loop_thread is not None and self._loop_thread != threading.get_ident():
             if not self._loop_done.wait(self.CLOSE_WAIT):
                 log.warning("closing while the request loop is still busy in a handler")
-        self._closed = True
-        for conn in list(self._conns.values()):
-            if conn is not self._servicing:  # a call still running: the loop closes its connection after it
+        with self._gate.cv:
+            self._closed = True
+            self._gate.deferred = collections.deque(d for d in self._gate.deferred if d[0] is not self)
+            self._deferred_conns.clear()
+            closing = [c for c in self._conns.values() if c is not self._servicing and c not in self._suspended]
+            for conn in closing:  # a call still running: the loop closes its connection after it
                 self._forget(conn)
-                self.drop(conn)
+        for conn in closing:
+            self.drop(conn)
         for other in self._combined:
             if isinstance(other, MultiplexServer):
                 other.close()
