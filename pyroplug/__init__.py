@@ -66,7 +66,7 @@ __all__ = [
 
 def __getattr__(name: str) -> object:
     """Pyro4's submodules reachable as attributes (``Pyro4.naming``), imported on first use."""
-    if name in ("naming", "naming_storage", "nsc", "core", "plugin"):
+    if name in ("naming", "naming_storage", "nsc", "core", "plugin", "utils"):
         import importlib
 
         return importlib.import_module(f"pyroplug.{name}")

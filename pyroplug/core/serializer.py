@@ -72,6 +72,10 @@ _WIRE_MODULES = {
     "Pyro4.core.Proxy": "pyroplug.core.proxy",
     "Pyro4.core.Daemon": "pyroplug.core.daemon",
     "Pyro4.futures._ExceptionWrapper": "pyroplug.core.futures",
+    # Flame's remote objects travel (pickled) under Pyro4's names too
+    "Pyro4.utils.flame.FlameModule": "pyroplug.tools.flame",
+    "Pyro4.utils.flame.FlameBuiltin": "pyroplug.tools.flame",
+    "Pyro4.utils.flame.RemoteInteractiveConsole": "pyroplug.tools.flame",
 }
 #: listeners told when the class_to_dict registry changes (serpent keeps its own class table)
 _class_listeners: list[Callable[[type, Callable[[Any], dict] | None], None]] = []

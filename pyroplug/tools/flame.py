@@ -42,7 +42,6 @@ import types
 from typing import Any
 
 from pyroplug.core import errors
-from pyroplug.core import serializer as _serializer
 from pyroplug.core.config import Config, accepted_set
 from pyroplug.core.config import config as global_config
 from pyroplug.core.constants import FLAME_NAME
@@ -65,7 +64,6 @@ __all__ = [
 
 #: the pickled names of the objects Flame sends to its clients (stock Pyro4's classes)
 _PYRO4_MODULE = "Pyro4.utils.flame"
-_WIRE_TAGS = ("FlameModule", "FlameBuiltin", "RemoteInteractiveConsole")
 #: consoles redirect the process's stdout while they run a line: one at a time
 _CONSOLE_LOCK = threading.Lock()
 
@@ -454,13 +452,3 @@ def connect(location: str, hmac_key: bytes | str | None = None) -> Proxy:
         proxy._pyroHmacKey = hmac_key
     proxy._pyroBind()
     return proxy
-
-
-def _register_pyro4_names() -> None:
-    """Load Pyro4's pickled Flame class names as the classes above (also when Pyro4 is not installed)."""
-    for name in _WIRE_TAGS:
-        # the kernel's lazy table of wire-class modules (pickle find_class consults it); see report
-        _serializer._WIRE_MODULES.setdefault(f"{_PYRO4_MODULE}.{name}", __name__)
-
-
-_register_pyro4_names()

@@ -1,0 +1,1 @@
+"""Pyro4's ``Pyro4.utils`` package names: ``flame``, ``flameserver`` and ``httpgateway`` (in pyroplug.tools)."""
