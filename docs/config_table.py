@@ -60,7 +60,8 @@ MEANINGS: dict[str, str] = {
     "MAX_MESSAGE_SIZE": "Largest message (payload plus annotations, in bytes) sent or accepted. Sending a larger one "
                         "raises `MessageTooLargeError`; receiving one closes the connection. `0` means no limit.",
     "BROADCAST_ADDRS": "Comma separated addresses `locateNS()` sends its UDP broadcast to.",
-    "FLAME_ENABLED": "Accepted for compatibility; pyroplug has no Flame server (see [security](security.md#flame)).",
+    "FLAME_ENABLED": "Allow a Flame server (`pyroplug.tools.flame.start`, `pyroplug-flameserver`): remote code "
+                     "execution by design, see [Security](security.md#flame).",
     "PREFER_IP_VERSION": "IP version used when resolving host names: `4`, `6`, or `0` to let the system choose. "
                          "With `6`, `locateNS()` skips the (IPv4) broadcast.",
     "SERIALIZER": "The serializer proxies use for their calls: `serpent`, `json`, `marshal`, `msgpack`, `pickle`, "
