@@ -25,15 +25,27 @@ _FIXED = {ord("i"): 4, ord("r"): 4, ord("g"): 8, ord("y"): 16}
 _EMPTY = frozenset(b"NFTS.")
 
 
-def _check_lengths(data: bytes | bytearray) -> None:
+#: data larger than this is first walked exactly (large strings are skipped, not scanned) ...
+_WALK_FIRST = 65536
+#: ... for at most this many objects; object-dense data is then searched by the regex instead
+_WALK_BUDGET = 2048
+#: the tag of class dicts, searched in a memoryview (large bodies) without copying it
+_CLASS_TAG = re.compile(rb"__class__")
+
+
+def _check_lengths(data: bytes | bytearray | memoryview) -> None:
     """Refuse list/tuple headers that claim more elements than bytes remain.
 
     CPython's marshal allocates (and for tuples zero-fills) a list or tuple of the claimed size before
     reading its elements: five bytes ``(\xff\xff\xff\x7f`` cost 16 GB and tens of seconds. One regex
     search finds large claims; only when one claims more than the rest of the data holds is the data
     walked exactly (a string or an int may merely contain such bytes). The walk refuses code objects,
-    which no Pyro peer sends.
+    which no Pyro peer sends. Data larger than 64 KiB is walked exactly first (a few large strings cost a
+    few steps, where the regex would scan every byte of them); only when it holds more than
+    ``_WALK_BUDGET`` objects does the regex take over.
     """
+    if len(data) > _WALK_FIRST and _walk(data, _WALK_BUDGET):
+        return
     if _SEQ_HEADER.search(data) is None:
         return
     end = len(data)
@@ -43,13 +55,17 @@ def _check_lengths(data: bytes | bytearray) -> None:
             return
 
 
-def _walk(data: bytes | bytearray) -> None:
+def _walk(data: bytes | bytearray | memoryview, budget: int = -1) -> bool:
+    """Walk marshal data exactly; SerializeError on an impossible length. False: ``budget`` objects ran out."""
     end, pos = len(data), 0
     todo = [1]  # objects still to read per nesting level; -1: a dict, read until its NULL
     while todo:
         if todo[-1] == 0:
             todo.pop()
             continue
+        if not budget:
+            return False
+        budget -= 1
         if pos >= end:
             raise errors.SerializeError("invalid marshal data: truncated")
         code = data[pos] & 0x7F
@@ -88,6 +104,34 @@ def _walk(data: bytes | bytearray) -> None:
             raise errors.SerializeError("invalid marshal data: code objects are refused")
         else:
             raise errors.SerializeError(f"invalid marshal data: type code {code:#x}")
+    return True
+
+
+def _find_class_dict(value: Any, budget: int = _WALK_BUDGET) -> bool | None:
+    """Whether a decoded structure holds a ``"__class__"`` dict; None when ``budget`` objects ran out."""
+    todo = [value]
+    while todo:
+        budget -= 1
+        if not budget:
+            return None
+        item = todo.pop()
+        t = type(item)
+        if t is dict:
+            if "__class__" in item:
+                return True
+            todo.extend(item.values())
+        elif t is list or t is tuple or t is set or t is frozenset:
+            todo.extend(item)
+    return False
+
+
+def _tagged(value: Any, data: bytes | bytearray | memoryview) -> bool:
+    """Whether class dicts may need rebuilding: a byte search, or for a memoryview (a large body) a
+    bounded look at the decoded ``value`` first (no copy of the data, no scan of its large strings)."""
+    if type(data) is not memoryview:
+        return b"__class__" in data
+    found = _find_class_dict(value)
+    return found if found is not None else _CLASS_TAG.search(data) is not None
 
 
 class MarshalSerializer(Serializer):
@@ -178,10 +222,9 @@ class MarshalSerializer(Serializer):
     def loads(self, data: bytes | bytearray | memoryview) -> Any:
         """Unmarshal a value, then rebuild Pyro4 class dicts."""
         try:
-            data = _raw(data)
             _check_lengths(data)
             value = self._loads(data)
-            if b"__class__" in data:
+            if _tagged(value, data):
                 value = recreate_classes(value)
             return value
         except errors.PyroError:
@@ -192,10 +235,9 @@ class MarshalSerializer(Serializer):
     def loads_call(self, data: bytes | bytearray | memoryview) -> CallTuple:
         """Unmarshal a call; only vargs and kwargs are searched for class dicts, like Pyro4."""
         try:
-            data = _raw(data)
             _check_lengths(data)
             obj, method, vargs, kwargs = check_call(self._loads(data))
-            if b"__class__" in data:
+            if _tagged((vargs, kwargs), data):
                 vargs = recreate_classes(vargs)
                 kwargs = recreate_classes(kwargs)
             return obj, method, vargs, kwargs
@@ -203,10 +245,6 @@ class MarshalSerializer(Serializer):
             raise
         except Exception as exc:
             raise wrap_error(exc, "invalid marshal call data") from exc
-
-
-def _raw(data: bytes | bytearray | memoryview) -> bytes | bytearray:
-    return data.tobytes() if type(data) is memoryview else data
 
 
 @hookimpl

@@ -110,9 +110,8 @@ class MsgpackSerializer(Serializer):
     def loads(self, data: bytes | bytearray | memoryview) -> Any:
         """Unpack a value, rebuilding Pyro4 class dicts and ext types."""
         try:
-            if type(data) is memoryview:
-                data = data.tobytes()
-            if b"__class__" in data:
+            # a memoryview is a large body: unpacked in place, maps checked by the hook instead of a byte scan
+            if type(data) is memoryview or b"__class__" in data:
                 return self._unpackb(data, raw=False, ext_hook=_ext_hook, object_hook=_object_hook)
             return self._unpackb(data, raw=False, ext_hook=_ext_hook)
         except errors.PyroError:

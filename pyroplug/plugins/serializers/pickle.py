@@ -111,6 +111,39 @@ class _Unpickler(Pyro4NamesUnpicklerMixin, _pickle.Unpickler):
     """The C unpickler with Pyro4 names mapped to pyroplug classes."""
 
 
+class _ViewReader:
+    """A read-only file over a memoryview for the unpickler: large byte strings are read straight into
+    their objects (``readinto``), so a large body is neither copied first nor scanned for names."""
+
+    __slots__ = ("_view", "_pos")
+
+    def __init__(self, view: memoryview) -> None:
+        self._view = view
+        self._pos = 0
+
+    def read(self, size: int = -1) -> bytes:
+        pos, total = self._pos, len(self._view)
+        end = total if size < 0 else min(total, pos + size)
+        self._pos = end
+        return self._view[pos:end].tobytes()
+
+    def readinto(self, buffer: Any) -> int:
+        pos = self._pos
+        size = min(len(buffer), len(self._view) - pos)
+        buffer[:size] = self._view[pos : pos + size]
+        self._pos = pos + size
+        return size
+
+    def readline(self, size: int = -1) -> bytes:
+        view, pos = self._view, self._pos
+        end = len(view) if size < 0 else min(len(view), pos + size)
+        stop = pos
+        while stop < end and view[stop] != 10:
+            stop += 1
+        self._pos = min(end, stop + 1)
+        return view[pos : self._pos].tobytes()
+
+
 class PickleSerializer(Serializer):
     """Pyro4's pickle format at ``PICKLE_PROTOCOL_VERSION``. Unsafe: loading runs code.
 
@@ -160,8 +193,8 @@ class PickleSerializer(Serializer):
     def loads(self, data: bytes | bytearray | memoryview) -> Any:
         """Unpickle a value; Pyro4 class names load as pyroplug classes."""
         try:
-            if type(data) is memoryview:
-                data = data.tobytes()
+            if type(data) is memoryview:  # a large body: read in place, Pyro4 names mapped as they come
+                return _Unpickler(_ViewReader(data)).load()
             if _PYRO4 in data:
                 return _Unpickler(io.BytesIO(data)).load()
             return self._fast_loads(data)
