@@ -473,6 +473,8 @@ class Daemon:
                 object_id, method, vargs, kwargs = blob_call(msg)
             else:
                 object_id, method, vargs, kwargs = ser.loads_call(msg.data)
+                if type(msg.data) is memoryview:  # a large body: its buffer may serve the next one
+                    conn.reader.recycle(msg)
             # the call context, written straight into this thread's dict of the thread-local
             state = current_context.__dict__
             state["client"] = conn

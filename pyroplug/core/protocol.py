@@ -28,12 +28,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
+import sys
+import threading
 import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from pyroplug.core import errors
 from pyroplug.core.constants import PROTOCOL_VERSION
+
+try:
+    import mmap as _mmap
+except ImportError:  # pragma: no cover - platforms without mmap use growing bytearrays
+    _mmap = None  # type: ignore[assignment]
 
 __all__ = [
     "FLAGS_BATCH",
@@ -295,15 +302,75 @@ def _check_header(fields: tuple[Any, ...]) -> None:
         raise errors.ProtocolError(f"invalid msg type {msgtype} received")
 
 
+class BigBuffers:
+    """Spare buffers for large message bodies, shared by every reader of the process.
+
+    A large body is received into an anonymous memory map of its size: the kernel hands out its pages
+    only as bytes arrive (so a header that lies about the size costs address space, not memory) and
+    nothing is copied when it fills up. A consumer done with such a message gives it back with
+    :meth:`MessageReader.recycle`; when nothing else refers to its buffer any more, the buffer is kept
+    here (up to :attr:`LIMIT` bytes in all) for the next large body, which then needs no fresh pages,
+    whose faults cost more than the copy itself on many machines.
+    """
+
+    #: the most bytes kept in spare buffers
+    LIMIT = 64 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spares: list[Any] = []
+        self._bytes = 0
+
+    def take(self, size: int) -> Any:
+        """A spare buffer of at least ``size`` bytes (the smallest such), a new map, or None (no mmap)."""
+        if self._spares:
+            with self._lock:
+                best = None
+                for buf in self._spares:
+                    if len(buf) >= size and (best is None or len(buf) < len(best)):
+                        best = buf
+                if best is not None:
+                    self._spares.remove(best)
+                    self._bytes -= len(best)
+                    return best
+        if _mmap is None:
+            return None
+        try:
+            return _mmap.mmap(-1, size)
+        except (OSError, ValueError, OverflowError):  # out of address space or refused: grow a bytearray
+            return None
+
+    def give(self, buf: Any) -> None:
+        """Keep ``buf`` for reuse (when there is room); the caller must hold its only reference."""
+        with self._lock:
+            if self._bytes + len(buf) <= self.LIMIT:
+                self._spares.append(buf)
+                self._bytes += len(buf)
+
+    def clear(self) -> None:
+        """Drop every spare buffer."""
+        with self._lock:
+            self._spares.clear()
+            self._bytes = 0
+
+
+#: the process-wide spare buffers of large message bodies
+big_buffers = BigBuffers()
+_MMAP_TYPE: Any = _mmap.mmap if _mmap is not None else None
+_getrefcount = getattr(sys, "getrefcount", None)
+
+
 class MessageReader:
     """Incremental decoder: feed bytes (or fill :meth:`get_buffer`), take complete messages out.
 
     ``max_size`` is MAX_MESSAGE_SIZE (0 = unlimited): checked from the header, before the body is
     buffered, and again on the decompressed size of a compressed payload. ``hmac_key`` enables HMAC
     checking (and requires it). Messages up to :attr:`INITIAL` bytes are assembled in one reusable
-    buffer; a larger body gets a dedicated buffer of its own (allocated in steps of at most
-    :attr:`BIG_PREALLOC` bytes as data arrives, so a lying header cannot make the reader allocate
-    gigabytes), and its ``data`` is handed out as a memoryview without a further copy.
+    buffer; a larger body gets a dedicated buffer of its own and its ``data`` is handed out as a
+    memoryview without a further copy. That buffer is a memory map of the body's size whose pages
+    exist only once bytes arrive (see :class:`BigBuffers`; without mmap, a bytearray allocated in steps
+    of at most :attr:`BIG_PREALLOC` bytes as data arrives), and is filled at most
+    :attr:`BIG_PREALLOC` bytes per read, so a lying header cannot make the reader allocate gigabytes.
     Errors are pyroplug exceptions; after one, the stream is unusable and the connection should close.
 
     With :attr:`defer_hmac` set, a message that needs an HMAC check (the reader has a key, or the
@@ -379,12 +446,15 @@ class MessageReader:
         Release the view (or drop it) before asking for the next one.
         """
         big = self._big
-        if big is not None and self._bigfill < self._bigsize:
-            if self._bigfill == len(big):
-                grown = bytearray(min(self._bigsize, len(big) + max(len(big), self.BIG_PREALLOC)))
-                grown[: self._bigfill] = big
-                self._big = big = grown
-            return memoryview(big)[self._bigfill :]
+        fill = self._bigfill
+        if big is not None and fill < self._bigsize:
+            if type(big) is bytearray:
+                if fill == len(big):
+                    grown = bytearray(min(self._bigsize, len(big) + max(len(big), self.BIG_PREALLOC)))
+                    grown[:fill] = big
+                    self._big = big = grown
+                return memoryview(big)[fill:]
+            return memoryview(big)[fill : min(self._bigsize, fill + self.BIG_PREALLOC)]
         end = self._end
         if len(self._buf) - end < _MIN_ROOM:
             self._make_room()
@@ -540,6 +610,27 @@ class MessageReader:
                 raise
         return msg
 
+    def recycle(self, msg: Message) -> None:
+        """The caller is done with ``msg.data``: its large-body buffer may serve a later message.
+
+        ``msg.data`` becomes empty. The buffer is kept for reuse only when nothing else refers to it
+        (no view of it survives); small messages and anything else are left alone.
+        """
+        data = msg.data
+        if type(data) is not memoryview or _getrefcount is None:
+            return
+        buf = data.obj
+        if type(buf) is not _MMAP_TYPE:
+            return
+        msg.data = b""
+        try:
+            data.release()
+        except BufferError:  # still exported somewhere: not ours to reuse
+            return
+        del data
+        if _getrefcount(buf) == 2:  # this function's reference and getrefcount's argument
+            big_buffers.give(buf)
+
     # --- internals --------------------------------------------------------------------
     def _big_message(self, header: tuple[Any, ...]) -> Message | None:
         big = self._big
@@ -552,7 +643,11 @@ class MessageReader:
         self._header = None
         view = memoryview(big)
         annotations = _parse_annotations(view, 0, ann_size) if ann_size else None
-        data: bytes | bytearray | memoryview = view[ann_size:] if ann_size else big
+        data: bytes | bytearray | memoryview
+        if type(big) is bytearray:
+            data = view[ann_size:] if ann_size else big
+        else:  # a memory map, maybe a reused one larger than this body
+            data = view[ann_size : ann_size + size]
         if self._end - self._start >= HEADER_SIZE:
             try:
                 self._read_header()
@@ -599,7 +694,9 @@ class MessageReader:
             have = self._end - start - HEADER_SIZE
             if have < body:
                 # a dedicated buffer for the body: no regrowth of the shared buffer, no second copy
-                big = bytearray(min(body, max(have, self.BIG_PREALLOC)))
+                big = big_buffers.take(body)
+                if big is None:
+                    big = bytearray(min(body, max(have, self.BIG_PREALLOC)))
                 big[:have] = self._view[start + HEADER_SIZE : self._end]
                 self._big = big
                 self._bigfill = have

@@ -340,6 +340,8 @@ class Proxy:
             if self._pyroRawWireResponse:
                 return msg
             data = ser.loads(msg.data)
+            if type(msg.data) is memoryview:  # a large body: its buffer may serve the next one
+                conn.reader.recycle(msg)
             rflags = msg.flags
             if not rflags:
                 return data
