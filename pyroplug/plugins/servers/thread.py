@@ -17,6 +17,10 @@ when the pool is full), a worker here only holds a connection while it is busy:
 * the shared **pressure** fd is readable while jobs wait with no idle worker and the pool at its
   maximum: a lingering worker then parks its connection (or requeues it when it is readable) and
   takes the waiting job, so 1,000 connections share 40 workers fairly.
+* a worker whose call waits for the reply of a remote call it made (a proxy call, typically a
+  callback into its client) does not count towards THREADPOOL_SIZE while it waits: a waiting job
+  gets a new worker. So THREADPOOL_SIZE bounds the calls *running*, and chains of callbacks calling
+  back in (server -> client -> server ...) cannot exhaust the pool and deadlock (Pyro4#99).
 
 A connection is always in exactly one place (parked, queued, or owned by one worker), so the
 calls of one connection never run concurrently. ``loop()`` runs the accept loop in the caller's
@@ -40,6 +44,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pyroplug.core import errors
 from pyroplug.core.hookspec import hookimpl
 from pyroplug.core.servertype import ServerType, fileno_of
+from pyroplug.core.workers import call_gates
 
 if TYPE_CHECKING:
     from pyroplug.core.config import Config
@@ -131,6 +136,8 @@ class _Worker(threading.Thread):
         pool = self.pool
         server = pool.server
         job, self.job = self.job, None
+        me = threading.get_ident()
+        call_gates[me] = pool  # its proxy calls go through pool.yield_during
         try:
             while job is not None:
                 conn, ready = job
@@ -143,6 +150,7 @@ class _Worker(threading.Thread):
                 if job is None:
                     job = pool.next_job(self)
         finally:
+            call_gates.pop(me, None)
             pool.worker_exited(self)
 
 
@@ -163,6 +171,8 @@ class _Pool:
         #: True while jobs wait with no idle worker and the pool at its maximum (read without the lock)
         self.pressure = False
         self.closed = False
+        #: workers whose call waits for a remote reply (they do not count towards size_max)
+        self.waiting = 0
 
     def _set_pressure(self, on: bool) -> None:  # with the lock held
         if on != self.pressure:
@@ -182,7 +192,7 @@ class _Pool:
                 worker.job = (conn, ready)
                 worker.wake.release()
                 return True
-            if len(self.workers) < self.size_max:
+            if len(self.workers) - self.waiting < self.size_max:
                 worker = _Worker(self, (conn, ready))
                 self.workers.add(worker)
                 try:
@@ -235,7 +245,7 @@ class _Pool:
             self.workers.discard(worker)
             if worker in self._idle:
                 self._idle.remove(worker)
-            if self._queue and not self.closed and len(self.workers) < self.size_max:
+            if self._queue and not self.closed and len(self.workers) - self.waiting < self.size_max:
                 # a worker exited with jobs waiting (it should not): start a replacement
                 replacement = _Worker(self, self._queue[0])
                 try:
@@ -246,6 +256,30 @@ class _Pool:
                 self.workers.add(replacement)
                 if not self._queue:
                     self._set_pressure(False)
+
+    def yield_during(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` (a worker's remote call) not counting the worker towards size_max meanwhile."""
+        me = threading.get_ident()
+        call_gates.pop(me, None)
+        with self._lock:
+            self.waiting += 1
+            if self._queue and not self.closed and len(self.workers) - self.waiting < self.size_max:
+                worker = _Worker(self, self._queue[0])  # a job waits for a worker: this one is idle now
+                try:
+                    worker.start()
+                except RuntimeError:
+                    pass
+                else:
+                    self._queue.popleft()
+                    self.workers.add(worker)
+                    if not self._queue:
+                        self._set_pressure(False)
+        try:
+            return fn(*args)
+        finally:
+            with self._lock:
+                self.waiting -= 1
+            call_gates[me] = self
 
     def close(self) -> list[Job]:
         """Stop handing out jobs, release idle workers, wake lingering ones; returns the queued jobs."""
