@@ -437,3 +437,41 @@ def test_plugin_guide_names_every_abstract_method_of_the_base_classes() -> None:
         assert f"`{base.__name__}`" in guide, f"plugins.md does not describe {base.__name__}"
         for method in sorted(getattr(base, "__abstractmethods__", ())):
             assert f"{method}" in guide, f"plugins.md does not name {base.__name__}.{method}"
+
+
+# ---------------------------------------------------------------------------------------------- names in the text
+def _all_text() -> str:
+    return "\n".join(page.read_text(encoding="utf-8") for page in PAGES)
+
+
+def test_commands_named_in_the_docs_exist() -> None:
+    import tomllib
+
+    scripts = set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"])
+    named = set(re.findall(r"\b(pyroplug-[a-z][a-z-]*[a-z])\b", _all_text())) - {"pyroplug-cbor"}
+    assert named <= scripts, f"commands in docs/ that pyproject.toml does not install: {named - scripts}"
+
+
+ENV_ONLY = {"PYRO_LOGLEVEL", "PYRO_LOGFILE", "PYRO_HMAC_KEY", "PYRO_HTTPGATEWAY_KEY", "PYRO_PLUGINS_DISABLE",
+            "PYRO_PLUGINS_AUTOLOAD"}
+
+
+def test_environment_variables_named_in_the_docs_exist() -> None:
+    from pyroplug.core.config import item_names
+
+    known = {f"PYRO_{name}" for name in item_names()} | ENV_ONLY
+    named = set(re.findall(r"\bPYRO_[A-Z0-9_]*[A-Z0-9]\b", _all_text()))
+    assert named <= known, f"unknown variables in docs/: {named - known}"
+
+
+def test_config_items_named_in_the_docs_exist() -> None:
+    """Every `UPPER_CASE` word in backticks that looks like a config item is one."""
+    from pyroplug.core.config import item_names
+
+    items = set(item_names())
+    candidates = set(re.findall(r"`([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|[A-Z]{4,})`", _all_text()))
+    not_items = {"MSG_PING", "MSG_CONNECT", "CONNECTFAIL", "TCP_NODELAY", "SO_REUSEADDR", "MSG_WAITALL", "HMAC", "CORR",
+                 "ORDR", "TAGS", "ABCD", "GET_NSURI", "DAEMON_NAME", "BLBI", "STRM", "SIGTERM", "NAME", "KIND",
+                 "DEBUG", "INFO", "WARNING"}
+    unknown = {c for c in candidates - not_items if not c.startswith("PYRO_")} - items
+    assert not unknown, f"names in backticks that are not config items: {unknown}"
