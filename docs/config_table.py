@@ -52,8 +52,9 @@ MEANINGS: dict[str, str] = {
                        "for them. Off: a oneway call runs in turn, like any other call of its connection.",
     "DETAILED_TRACEBACK": "Remote tracebacks also list the local variables of every frame. Handy in development; "
                           "it shows server internals to clients.",
-    "THREADPOOL_SIZE": "Most worker threads of the `thread` server type. Not a connection limit: idle connections "
-                       "hold no worker.",
+    "THREADPOOL_SIZE": "Most calls the `thread` server type runs at once (its worker threads; a worker waiting for "
+                       "the reply of a remote call it made does not count). Not a connection limit: idle "
+                       "connections hold no worker.",
     "THREADPOOL_SIZE_MIN": "Worker threads of the `thread` server type kept alive while idle.",
     "AUTOPROXY": "A registered object that a remote method returns (or passes on) travels as a proxy for it "
                  "instead of a copy.",
