@@ -24,6 +24,8 @@ from pyroplug.core.context import current_context
 from pyroplug.core.daemonobject import DaemonObject, StreamTable
 from pyroplug.core.expose import is_private_attribute, members_of
 from pyroplug.core.futures import _ExceptionWrapper
+from pyroplug.core.gather import THRESHOLD as _GATHER_THRESHOLD
+from pyroplug.core.gather import value_parts
 from pyroplug.core.protocol import (
     FLAGS_BATCH,
     FLAGS_EXCEPTION,
@@ -39,6 +41,7 @@ from pyroplug.core.protocol import (
     MSG_RESULT,
     Message,
     MessageReader,
+    encode_gather,
     encode_parts,
 )
 from pyroplug.core.registry import get_registry
@@ -520,15 +523,22 @@ class Daemon:
                         return
             if flags & FLAGS_ONEWAY:
                 return
-            payload = ser.dumps(data)
+            parts = value_parts(ser, data) if type(data) is bytes and len(data) >= _GATHER_THRESHOLD else None
+            payload = ser.dumps(data) if parts is None else b""
             if state.get("response_annotations") or self._custom_annotations:
                 ann = self._reply_annotations(corr)
             else:
                 ann = {"CORR": corr}
-            conn.send_parts(
-                *encode_parts(MSG_RESULT, payload, sid, reply_flags, seq, ann, self.__hmac_key,
-                              config.COMPRESSION, config.MAX_MESSAGE_SIZE)
-            )
+            if parts is None:
+                conn.send_parts(
+                    *encode_parts(MSG_RESULT, payload, sid, reply_flags, seq, ann, self.__hmac_key,
+                                  config.COMPRESSION, config.MAX_MESSAGE_SIZE)
+                )
+            else:  # a large bytes result, sent without a copy
+                conn.send_gather(
+                    *encode_gather(MSG_RESULT, parts, sid, reply_flags, seq, ann, self.__hmac_key,
+                                   config.COMPRESSION, config.MAX_MESSAGE_SIZE)
+                )
         except _UserError as wrapped:
             error = wrapped.error
             if flags & FLAGS_ONEWAY:

@@ -60,6 +60,7 @@ __all__ = [
     "Message",
     "MessageReader",
     "encode",
+    "encode_gather",
     "encode_parts",
 ]
 
@@ -134,9 +135,17 @@ class Message:
         )
 
 
-def hmac_digest(key: bytes, data: bytes | bytearray | memoryview, annotations: Mapping[str, bytes]) -> bytes:
-    """HMAC-SHA1 over the payload, then the values of every non-HMAC annotation in key order."""
-    mac = hmac.new(key, data, hashlib.sha1)
+def hmac_digest(key: bytes, data: Any, annotations: Mapping[str, bytes]) -> bytes:
+    """HMAC-SHA1 over the payload, then the values of every non-HMAC annotation in key order.
+
+    ``data`` is bytes-like, or a list of bytes-like parts (a payload to send gathered).
+    """
+    if type(data) is list:
+        mac = hmac.new(key, digestmod=hashlib.sha1)
+        for part in data:
+            mac.update(part)
+    else:
+        mac = hmac.new(key, data, hashlib.sha1)
     for k in sorted(annotations):
         if k != "HMAC":
             mac.update(annotations[k])
@@ -235,6 +244,44 @@ def encode_parts(
     except struct.error as exc:
         raise errors.ProtocolError(f"header field out of range: {exc}") from None
     return (header + ann if ann_size else header), data
+
+
+def encode_gather(
+    msgtype: int,
+    parts: list[Any],
+    serializer_id: int,
+    flags: int = 0,
+    seq: int = 0,
+    annotations: Mapping[str, bytes] | None = None,
+    hmac_key: bytes | None = None,
+    compress: bool = False,
+    max_size: int = 0,
+) -> tuple[bytes, list[Any]]:
+    """:func:`encode_parts` for a payload given as a list of bytes-like parts (for a gathering send).
+
+    The parts are not joined (the HMAC is computed over them in turn), unless compression is on.
+    """
+    if compress:
+        head, data = encode_parts(msgtype, b"".join(parts), serializer_id, flags, seq, annotations, hmac_key, True,
+                                  max_size)
+        return head, [data]
+    size = 0
+    for part in parts:
+        size += len(part)
+    if hmac_key:
+        annotations = dict(annotations) if annotations else {}
+        annotations["HMAC"] = hmac_digest(hmac_key, parts, annotations)
+    head, _ = encode_parts(msgtype, b"", serializer_id, flags, seq, annotations, None, False, 0)
+    if size > MAX_DATA_SIZE:
+        raise errors.MessageTooLargeError(f"message too large for the protocol ({size} bytes)")
+    ann_size = len(head) - HEADER_SIZE
+    if 0 < max_size < size + ann_size:
+        raise errors.MessageTooLargeError(f"max message size exceeded ({size + ann_size} where max={max_size})")
+    # the header of an empty payload, with the real size and checksum put in
+    fields = list(_unpack_header(head, 0))
+    fields[4] = size
+    fields[8] = (fields[8] + size) & 0xFFFF
+    return _pack_header(_TAG, PROTOCOL_VERSION, *fields[1:]) + head[HEADER_SIZE:], parts
 
 
 def encode(

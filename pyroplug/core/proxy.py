@@ -20,6 +20,8 @@ from pyroplug.core.config import config as global_config
 from pyroplug.core.constants import DAEMON_NAME
 from pyroplug.core.context import current_context
 from pyroplug.core.expose import PRIVATE_DUNDERS
+from pyroplug.core.gather import THRESHOLD as _GATHER_THRESHOLD
+from pyroplug.core.gather import call_parts
 from pyroplug.core.protocol import (
     FLAGS_BATCH,
     FLAGS_EXCEPTION,
@@ -33,6 +35,7 @@ from pyroplug.core.protocol import (
     MSG_INVOKE,
     MSG_RESULT,
     MessageReader,
+    encode_gather,
     encode_parts,
 )
 from pyroplug.core.registry import get_registry
@@ -309,17 +312,30 @@ class Proxy:
                 if ann is None:
                     ann = {}
                 payload, flags = self._blob_payload(ser, object_id, methodname, vargs, kwargs, ann, flags)
+                parts = None
             else:
-                payload = ser.dumps_call(object_id, methodname, vargs, kwargs)
+                parts = None
+                for value in vargs:
+                    if type(value) is bytes and len(value) >= _GATHER_THRESHOLD:  # send it without a copy
+                        parts = call_parts(ser, object_id, methodname, vargs, kwargs)
+                        break
+                payload = ser.dumps_call(object_id, methodname, vargs, kwargs) if parts is None else b""
             if methodname in self._pyroOneway:
                 flags |= FLAGS_ONEWAY
             seq = self.__dict__["_pyroSeq"] = (self._pyroSeq + 1) & 0xFFFF
             cfg = self._pyroConfig
             sid = ser.serializer_id
-            head, payload = encode_parts(MSG_INVOKE, payload, sid, flags, seq, ann, self._hmac, cfg.COMPRESSION,
-                                         cfg.MAX_MESSAGE_SIZE)
+            if parts is None:
+                head, payload = encode_parts(MSG_INVOKE, payload, sid, flags, seq, ann, self._hmac,
+                                             cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE)
+            else:
+                head, parts = encode_gather(MSG_INVOKE, parts, sid, flags, seq, ann, self._hmac,
+                                            cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE)
             try:
-                conn.send_parts(head, payload)
+                if parts is None:
+                    conn.send_parts(head, payload)
+                else:
+                    conn.send_gather(head, parts)
                 if flags & FLAGS_ONEWAY:
                     return None
                 msg = conn.recv_message()

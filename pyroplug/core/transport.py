@@ -96,6 +96,13 @@ class Connection(ABC):
             self.send(head)
             self.send(payload)
 
+    def send_gather(self, head: bytes, parts: list[Any]) -> None:
+        """Send an encoded message whose payload is a list of parts (see :func:`~pyroplug.core.protocol.encode_gather`).
+
+        The default joins the parts; socket connections send them with one gathering ``sendmsg``.
+        """
+        self.send_parts(head, b"".join(parts))
+
     @abstractmethod
     def recv_into(self, buffer: memoryview) -> int:
         """Receive at most ``len(buffer)`` bytes into it; 0 means the peer closed the stream."""
@@ -200,6 +207,24 @@ class SocketConnection(Connection):
                 self._send(payload)
             elif sent < len(head) + len(payload):
                 self._send(memoryview(payload)[sent - len(head) :])
+        except (OSError, ValueError) as exc:
+            raise map_oserror(exc, "sending") from exc
+
+    def send_gather(self, head: bytes, parts: list[Any]) -> None:
+        buffers = [head, *parts]
+        try:
+            if self._sendmsg is None:
+                for buffer in buffers:
+                    self._send(buffer)
+                return
+            sent = self._sendmsg(buffers)
+            for buffer in buffers:  # finish what a partial gathering send left
+                size = len(buffer)
+                if sent >= size:
+                    sent -= size
+                    continue
+                self._send(memoryview(buffer)[sent:] if sent else buffer)
+                sent = 0
         except (OSError, ValueError) as exc:
             raise map_oserror(exc, "sending") from exc
 

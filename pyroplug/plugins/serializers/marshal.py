@@ -150,6 +150,9 @@ class MarshalSerializer(Serializer):
 
     name: ClassVar[str] = "marshal"
     serializer_id: ClassVar[int] = 3
+    #: large ``bytes`` are framed as a little-endian 4-byte length and the raw bytes: sent without a copy
+    #: (see :mod:`pyroplug.core.gather`)
+    bytes_length_field: ClassVar[str] = "little"
     roundtrip_types = frozenset({
         "none", "bool", "int", "bigint", "float", "nan", "str", "bytes", "tuple", "list", "dict", "intkeys",
         "set", "emptyset", "frozenset", "complex", "nested_objects",

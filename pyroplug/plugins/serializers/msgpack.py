@@ -60,6 +60,9 @@ class MsgpackSerializer(Serializer):
 
     name: ClassVar[str] = "msgpack"
     serializer_id: ClassVar[int] = 6
+    #: large ``bytes`` are framed as a big-endian 4-byte length and the raw bytes: sent without a copy
+    #: (see :mod:`pyroplug.core.gather`)
+    bytes_length_field: ClassVar[str] = "big"
     roundtrip_types = frozenset({
         "none", "bool", "int", "bigint", "float", "nan", "str", "bytes", "list", "dict", "complex",
         "datetime", "date", "nested_objects",

@@ -155,6 +155,9 @@ class PickleSerializer(Serializer):
 
     name: ClassVar[str] = "pickle"
     serializer_id: ClassVar[int] = 4
+    #: large ``bytes`` are framed as a little-endian 4-byte length and the raw bytes: sent without a copy
+    #: (see :mod:`pyroplug.core.gather`)
+    bytes_length_field: ClassVar[str] = "little"
     safe: ClassVar[bool] = False
     roundtrip_types = frozenset({
         "none", "bool", "int", "bigint", "float", "nan", "str", "bytes", "bytearray", "tuple", "list", "dict",
