@@ -36,7 +36,21 @@ class SerializedBlob:
 
         msg: Message = self._data
         ser = get_registry().serializer_by_id(msg.serializer_id)(config)
-        return ser.loads_call(msg.data)[2]
+        return _call_vargs(ser, msg.data)
+
+
+def _call_vargs(ser: Any, data: Any) -> Any:
+    """The vargs slot of a serialized call, whatever its type (a blob's data need not be a sequence).
+
+    Decoded with the serializer's plain ``loads`` (as Pyro4 does), since the call check of ``loads_call``
+    would refuse data that is not a list or tuple.
+    """
+    call = ser.loads(data)
+    if type(call) is dict and "params" in call:  # the JSON call form
+        return call["params"]
+    if type(call) in (list, tuple) and len(call) == 4:
+        return call[2]
+    raise errors.SerializeError("invalid call message in SerializedBlob")
 
 
 def blob_call(msg: Message) -> tuple[str, str, tuple[Any, ...], dict[str, Any]]:

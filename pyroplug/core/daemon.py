@@ -200,14 +200,14 @@ class Daemon:
                 raise TypeError("objectId must be a string or None")
         else:
             objectId = "obj_" + os.urandom(16).hex()
-        if inspect.isclass(obj_or_class) and not hasattr(obj_or_class, "_pyroInstancing"):
-            setattr(obj_or_class, "_pyroInstancing", ("session", None))
         if not force:
             if _own_pyro_id(obj_or_class):
                 raise errors.DaemonError("object or class already has a Pyro id")
             if objectId in self.objectsById:
                 raise errors.DaemonError("an object or class is already registered with that id")
         try:
+            if inspect.isclass(obj_or_class) and not hasattr(obj_or_class, "_pyroInstancing"):
+                setattr(obj_or_class, "_pyroInstancing", ("session", None))
             obj_or_class._pyroId = objectId
             obj_or_class._pyroDaemon = self
         except (AttributeError, TypeError):
@@ -297,13 +297,13 @@ class Daemon:
         self._closed = True
         self._shutdown_requested.set()
         self.streams.clear()
-        for object_id in [k for k in self.objectsById if k != DAEMON_NAME]:
-            if getattr(self.objectsById[object_id], "_pyroDaemon", None) is self:
-                self.unregister(object_id)  # the objects may be registered again elsewhere
-        self.transportServer.close()
+        self.transportServer.close()  # connections first: no call may find its object gone
         if self._oneway_pool is not None:
             self._oneway_pool.close()
         self.listener.close()
+        for object_id in [k for k in self.objectsById if k != DAEMON_NAME]:
+            if getattr(self.objectsById[object_id], "_pyroDaemon", None) is self:
+                self.unregister(object_id)  # the objects may be registered again elsewhere
 
     def __enter__(self) -> Daemon:
         if self._closed:

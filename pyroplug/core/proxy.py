@@ -382,8 +382,13 @@ class Proxy:
         blob: SerializedBlob = vargs[0]
         ann["BLBI"] = blob_annotation(blob, object_id, method)
         if blob._contains_blob:
-            return blob._data.data, flags | FLAGS_KEEPSERIALIZED
-        return ser.dumps_call(object_id, method, blob._data, kwargs), flags | FLAGS_KEEPSERIALIZED
+            if blob._data.serializer_id == ser.serializer_id:
+                return blob._data.data, flags | FLAGS_KEEPSERIALIZED  # pass the received bytes through
+            data = blob.deserialized()  # another serializer than this proxy's: re-encode (Pyro4 mislabelled it)
+        else:
+            data = blob._data
+        # the plain 4-tuple call form, whatever the data: every receiver's deserialized() can decode it
+        return ser.dumps((object_id, method, data, kwargs)), flags | FLAGS_KEEPSERIALIZED
 
     def _request_annotations(self, clear: bool = True) -> dict[str, bytes]:
         ctx = current_context

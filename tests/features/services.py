@@ -33,6 +33,7 @@ class Service:
         self.log_changed = threading.Condition()
         self.generators_closed: list[str] = []
         self.resources_closed: list[str] = []
+        self.resources: list[Resource] = []
         self.connections: list[int] = []
 
     def add(self, a: Any, b: Any = 0) -> Any:
@@ -99,19 +100,22 @@ class Service:
             "has_client": ctx.client is not None,
         }
 
-    def annotate_response(self, key: str, value: bytes) -> str:
-        current_context.response_annotations[key] = value
+    def annotate_response(self, key: str, value: str) -> str:
+        current_context.response_annotations[key] = value.encode()
         return "ok"
 
     def open_resource(self, name: str) -> str:
-        current_context.track_resource(Resource(name, self.resources_closed))
+        """Open a resource kept by this object and tracked (weakly, as in Pyro4) by the connection."""
+        resource = Resource(name, self.resources_closed)
+        self.resources.append(resource)
+        current_context.track_resource(resource)
         return name
 
     def open_then_untrack(self, name: str) -> str:
         resource = Resource(name, self.resources_closed)
+        self.resources.append(resource)
         current_context.track_resource(resource)
         current_context.untrack_resource(resource)
-        self._kept = resource
         return name
 
     @callback
