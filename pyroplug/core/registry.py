@@ -29,6 +29,10 @@ EXTRAS: Mapping[str, str] = MappingProxyType({"dill": "dill", "msgpack": "msgpac
 #: wire ids of those builtins: serializer id -> name
 _EXTRA_IDS: Mapping[int, str] = MappingProxyType({5: "dill", 6: "msgpack"})
 
+#: serializer ids below this are Pyro4's (1 serpent .. 7 cloudpickle); only builtins may use them
+RESERVED_IDS = 32
+_BUILTIN_SERIALIZERS = "pyroplug.plugins.serializers."
+
 _lock = threading.Lock()
 _current: Registry | None = None
 
@@ -100,8 +104,13 @@ class Registry:
         sto = _results(pm, "pyroplug_ns_storages", Storage)
         for _plugin, klass in ser:
             sid = getattr(klass, "serializer_id", None)
-            if sid is not None and (type(sid) is not int or not 0 < sid < 65536):
-                raise PluginError(f"serializer class {_qualname(klass)} has an invalid serializer_id {sid!r}")
+            if sid is not None and (type(sid) is not int or not 0 < sid < 256):
+                raise PluginError(f"serializer class {_qualname(klass)} has an invalid serializer_id {sid!r} (1..255)")
+            if sid is not None and sid < RESERVED_IDS and not klass.__module__.startswith(_BUILTIN_SERIALIZERS):
+                raise PluginError(
+                    f"serializer class {_qualname(klass)} uses serializer_id {sid}: ids below {RESERVED_IDS} are "
+                    "reserved for Pyro4's serializers; third-party serializers use 32..255"
+                )
         return cls(
             serializers=MappingProxyType(_index("serializer", "name", ser)),
             serializers_by_id=MappingProxyType(_index("serializer", "serializer_id", ser)),

@@ -123,7 +123,7 @@ def handle_command(nameserver: Any, command: str, args: list[str], assume_yes: b
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``pyroplug-nsc``; returns the exit code."""
     parser = make_parser()
-    options = parser.parse_args(args)
+    options = parser.parse_intermixed_args(args)
     low, high, usage = COMMANDS[options.command]
     count = len(options.arguments)
     if count < low or (high is not None and count > high):

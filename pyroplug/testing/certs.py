@@ -136,7 +136,7 @@ def make_pki(directory: str | os.PathLike[str]) -> PKI:
     """Generate the certificates described in the module docstring into ``directory`` (created if needed)."""
     if not openssl_available():
         raise CertificateToolMissing("the openssl command is needed to generate test certificates")
-    base = Path(directory)
+    base = Path(directory).resolve()
     base.mkdir(parents=True, exist_ok=True)
     ca = _ca(base, "ca", "pyroplug test CA")
     server = _leaf(base, "server", ca, "localhost", _SERVER_EXT)

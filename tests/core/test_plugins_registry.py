@@ -493,3 +493,20 @@ def test_disabling_a_real_builtin(monkeypatch):
     with pytest.raises(PluginError, match=r"unknown serializer 'pickle'; available: .*serpent"):
         reg.serializer("pickle")
     assert reg.serializer("serpent").serializer_id == 1
+
+
+def test_third_party_serializer_ids_are_checked() -> None:
+    """Ids 1..31 belong to Pyro4's serializers and ids above 255 don't fit the protocol's plan."""
+    for bad_id, message in ((4, "reserved"), (300, "invalid serializer_id")):
+        cls = type("Squatter", (Serializer,), {"name": "squatter", "serializer_id": bad_id,
+                                               "dumps": lambda self, d: b"", "loads": lambda self, d: None})
+
+        class Plugin:
+            @hookimpl
+            def pyroplug_serializers(self, _cls: type = cls) -> tuple[type, ...]:
+                return (_cls,)
+
+        pm = make_plugin_manager(builtins=(), autoload=False)
+        pm.register(Plugin(), name=f"squatter-{bad_id}")
+        with pytest.raises(PluginError, match=message):
+            Registry.build(pm)
