@@ -48,6 +48,7 @@ from pyroplug.core.registry import get_registry
 from pyroplug.core.serializer import wire_class
 from pyroplug.core.tracebacks import formatTraceback
 from pyroplug.core.uri import URI
+from pyroplug.core.wirelog import log_received, wrap_connection
 from pyroplug.core.workers import ElasticPool
 
 if TYPE_CHECKING:
@@ -160,6 +161,8 @@ class Daemon:
         self._shutdown_requested = threading.Event()
         self._closed = False
         self.transportServer = registry.server_type(cfg.SERVERTYPE)(cfg)
+        if cfg.LOGWIRE:
+            self.handle_message = self._logged_handle_message  # type: ignore[method-assign]
         self.transportServer.init(self, self.listener)
         log.debug("daemon created on %s (%s server)", self.locationStr, cfg.SERVERTYPE)
 
@@ -342,6 +345,8 @@ class Daemon:
         reader.defer_hmac = True  # the CONNECT is authenticated by _handshake, which can answer CONNECTFAIL
         conn.handshaked = False
         conn.peer_address = conn.peer  # type: ignore[attr-defined]
+        if self.config.LOGWIRE:
+            wrap_connection(conn, "daemon")
 
     def connection_closed(self, conn: Connection) -> None:
         """Drop the connection's session instances, close its tracked resources, start stream lingering."""
@@ -369,6 +374,10 @@ class Daemon:
             self._handshake(conn, msg)
         else:
             raise errors.ProtocolError(f"invalid msg type {msg.type} received before the handshake")
+
+    def _logged_handle_message(self, conn: Connection, msg: Message) -> None:
+        log_received("daemon", msg)
+        Daemon.handle_message(self, conn, msg)
 
     def run_housekeeping(self) -> None:
         """RequestHandler: expire item streams, then run the user's :meth:`housekeeping` hook."""

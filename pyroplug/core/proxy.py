@@ -41,6 +41,7 @@ from pyroplug.core.protocol import (
 from pyroplug.core.registry import get_registry
 from pyroplug.core.serializer import wire_class
 from pyroplug.core.uri import URI
+from pyroplug.core.wirelog import wrap_connection
 from pyroplug.core.workers import call_gates as _call_gates
 
 if TYPE_CHECKING:
@@ -233,6 +234,8 @@ class Proxy:
             transport = registry.transport_for(uri.location_kind)(cfg)
             conn = transport.connect(uri, self._timeout or None)
             conn.reader = MessageReader(cfg.MAX_MESSAGE_SIZE, self._hmac)
+            if cfg.LOGWIRE:
+                wrap_connection(conn, "proxy")
             try:
                 response = self._handshake(conn, ser, uri)
             except BaseException:
