@@ -4,8 +4,9 @@ Pyro4 opened a new connection (and tied up a server worker) for every asynchrono
 async proxy keeps a few idle clones, so a stream of async calls reuses the same connections and
 concurrent async calls use one connection each, only as many as are in flight. The caller's
 ``current_context`` annotations and correlation id go with the call (Pyro4 lost them: its call ran in
-a fresh thread). A clone that a stock Pyro4 thread server refuses with "no free workers" retries the
-connect with a growing random back-off, as Pyro4 does.
+a fresh thread). A clone that a stock Pyro4 thread server refuses with "no free workers" (its workers
+are held by connections, some perhaps this proxy's own idle ones) takes the next of this proxy's
+connections to come free, or retries the connect with a growing random back-off, as Pyro4 does.
 
 Because clones are reused, a session-mode object sees one instance per pooled connection rather than
 one per async call.
@@ -16,7 +17,6 @@ from __future__ import annotations
 import copy
 import random
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -47,25 +47,39 @@ class _ClonePool:
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
         self.idle: list[tuple[tuple[Any, ...], Proxy]] = []
-        self.lock = threading.Lock()
+        self.lock = threading.Condition(threading.Lock())
 
     def acquire(self) -> Proxy:
         """An idle clone with the proxy's current settings, or a new (not yet connected) one."""
         wanted = _settings(self.proxy)
         stale: list[Proxy] = []
-        clone = None
         with self.lock:
-            while self.idle:
-                settings, candidate = self.idle.pop()
-                if settings == wanted:
-                    clone = candidate
-                    break
-                stale.append(candidate)
+            clone = self._take_idle(wanted, stale)
         for old in stale:
             old._pyroRelease()
         if clone is None:
             clone = copy.copy(self.proxy)
             clone._pyroAsync(False)
+        return clone
+
+    def _take_idle(self, wanted: tuple[Any, ...], stale: list[Proxy]) -> Proxy | None:
+        while self.idle:  # with the lock held
+            settings, candidate = self.idle.pop()
+            if settings == wanted:
+                return candidate
+            stale.append(candidate)
+        return None
+
+    def wait_idle(self, timeout: float) -> Proxy | None:
+        """An idle clone with the current settings once one is released (None after ``timeout``)."""
+        wanted = _settings(self.proxy)
+        stale: list[Proxy] = []
+        with self.lock:
+            clone = self._take_idle(wanted, stale)
+            if clone is None and self.lock.wait(timeout):
+                clone = self._take_idle(wanted, stale)
+        for old in stale:
+            old._pyroRelease()
         return clone
 
     def release(self, clone: Proxy) -> None:
@@ -74,6 +88,7 @@ class _ClonePool:
             with self.lock:
                 if len(self.idle) < MAX_IDLE:
                     self.idle.append((_settings(clone), clone))
+                    self.lock.notify()
                     return
         clone._pyroRelease()
 
@@ -104,8 +119,12 @@ def release_clones(proxy: Proxy) -> None:
         pool.close()
 
 
-def _bind(clone: Proxy) -> None:
-    """Connect ``clone``, retrying with a growing random back-off while the server has no free workers."""
+def _bind(pool: _ClonePool, clone: Proxy) -> Proxy:
+    """``clone`` connected, or another connected clone of the pool.
+
+    While the server refuses the connect with "no free workers", wait (a growing random back-off, as
+    Pyro4's) for one of the pool's connections to come free and use it instead, else try again.
+    """
     delay = 0.1 + random.random() / 5
     while clone._pyroConnection is None:
         try:
@@ -114,8 +133,11 @@ def _bind(clone: Proxy) -> None:
             timeout = clone._pyroTimeout or 0.0
             if "no free workers" not in str(exc) or 0 < timeout / 2 < delay:
                 raise
-            time.sleep(delay)
+            idle = pool.wait_idle(delay)
+            if idle is not None:
+                return idle
             delay += 0.4 + random.random() / 2
+    return clone
 
 
 def run_async(proxy: Proxy, work: Callable[[Proxy], Any]) -> FutureResult:
@@ -138,7 +160,7 @@ def run_async(proxy: Proxy, work: Callable[[Proxy], Any]) -> FutureResult:
         try:
             clone = pool.acquire()
             try:
-                _bind(clone)
+                clone = _bind(pool, clone)
                 value = work(clone)
             finally:
                 pool.release(clone)
