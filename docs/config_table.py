@@ -69,7 +69,7 @@ MEANINGS: dict[str, str] = {
                   "`dill`, or a serializer plugin's name.",
     "SERIALIZERS_ACCEPTED": "The serializers a daemon accepts calls in; others are refused at the handshake. In the "
                             "environment: comma separated names.",
-    "LOGWIRE": "Accepted for compatibility; pyroplug does not log wire messages (yet).",
+    "LOGWIRE": "Log every message sent and received (type, flags, seq, serializer, annotations, payload start) at DEBUG on the `pyroplug.wire` logger.",
     "PICKLE_PROTOCOL_VERSION": "Pickle protocol the `pickle` serializer writes; 2 or higher.",
     "DILL_PROTOCOL_VERSION": "Pickle protocol the `dill` serializer writes.",
     "METADATA": "Proxies fetch the object's metadata (methods, oneway methods, properties) while connecting. Off: "

@@ -29,8 +29,10 @@ EXTRAS: Mapping[str, str] = MappingProxyType({"dill": "dill", "msgpack": "msgpac
 #: wire ids of those builtins: serializer id -> name
 _EXTRA_IDS: Mapping[int, str] = MappingProxyType({5: "dill", 6: "msgpack"})
 
-#: serializer ids below this are Pyro4's (1 serpent .. 7 cloudpickle); only builtins may use them
-RESERVED_IDS = 32
+#: Pyro4's serializer ids are 1 (serpent) .. 7 (cloudpickle); a plugin may take one over only when the
+#: builtin with that id is disabled (duplicates are refused). Ids 8..31 are reserved; third parties use 32..255.
+PYRO4_IDS = 7
+THIRD_PARTY_IDS = 32
 _BUILTIN_SERIALIZERS = "pyroplug.plugins.serializers."
 
 _lock = threading.Lock()
@@ -106,10 +108,10 @@ class Registry:
             sid = getattr(klass, "serializer_id", None)
             if sid is not None and (type(sid) is not int or not 0 < sid < 256):
                 raise PluginError(f"serializer class {_qualname(klass)} has an invalid serializer_id {sid!r} (1..255)")
-            if sid is not None and sid < RESERVED_IDS and not klass.__module__.startswith(_BUILTIN_SERIALIZERS):
+            if sid is not None and PYRO4_IDS < sid < THIRD_PARTY_IDS and not klass.__module__.startswith(_BUILTIN_SERIALIZERS):
                 raise PluginError(
-                    f"serializer class {_qualname(klass)} uses serializer_id {sid}: ids below {RESERVED_IDS} are "
-                    "reserved for Pyro4's serializers; third-party serializers use 32..255"
+                    f"serializer class {_qualname(klass)} uses serializer_id {sid}: ids {PYRO4_IDS + 1}..{THIRD_PARTY_IDS - 1} "
+                    "are reserved; third-party serializers use 32..255 (or 1..7 to replace a disabled Pyro4 builtin)"
                 )
         return cls(
             serializers=MappingProxyType(_index("serializer", "name", ser)),
