@@ -498,7 +498,7 @@ def test_disabling_a_real_builtin(monkeypatch):
 def test_third_party_serializer_ids_are_checked() -> None:
     """Ids 1..31 belong to Pyro4's serializers and ids above 255 don't fit the protocol's plan."""
     for bad_id, message in ((4, "reserved"), (300, "invalid serializer_id")):
-        cls = type("Squatter", (Serializer,), {"name": "squatter", "serializer_id": bad_id,
+        cls = type("Squatter", (Serializer,), {"name": "squatter", "serializer_id": bad_id, "__module__": __name__,
                                                "dumps": lambda self, d: b"", "loads": lambda self, d: None})
 
         class Plugin:
