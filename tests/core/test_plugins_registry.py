@@ -496,8 +496,8 @@ def test_disabling_a_real_builtin(monkeypatch):
 
 
 def test_third_party_serializer_ids_are_checked() -> None:
-    """Ids 1..31 belong to Pyro4's serializers and ids above 255 don't fit the protocol's plan."""
-    for bad_id, message in ((4, "reserved"), (300, "invalid serializer_id")):
+    """Ids 8..31 are reserved and ids above 255 do not fit the plan (1..7 may replace a disabled builtin)."""
+    for bad_id, message in ((12, "reserved"), (300, "invalid serializer_id")):
         cls = type("Squatter", (Serializer,), {"name": "squatter", "serializer_id": bad_id, "__module__": __name__,
                                                "dumps": lambda self, d: b"", "loads": lambda self, d: None})
 
