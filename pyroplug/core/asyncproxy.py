@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import random
 import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -42,12 +43,24 @@ def _settings(proxy: Proxy) -> tuple[Any, ...]:
 
 
 class _ClonePool:
-    """Idle synchronous clones of one async proxy, each with its own connection."""
+    """Idle synchronous clones of one async proxy, each with its own connection.
+
+    It refers to its proxy weakly (the proxy holds the pool), so a dropped async proxy is freed at once
+    and its idle clones close their connections with it.
+    """
 
     def __init__(self, proxy: Proxy) -> None:
-        self.proxy = proxy
+        self._proxy = weakref.ref(proxy)
         self.idle: list[tuple[tuple[Any, ...], Proxy]] = []
         self.lock = threading.Condition(threading.Lock())
+
+    @property
+    def proxy(self) -> Proxy:
+        """The async proxy (kept alive by every call in flight, which refers to it)."""
+        proxy = self._proxy()
+        if proxy is None:
+            raise errors.PyroError("the async proxy is gone")
+        return proxy
 
     def acquire(self) -> Proxy:
         """An idle clone with the proxy's current settings, or a new (not yet connected) one."""
@@ -155,6 +168,7 @@ def run_async(proxy: Proxy, work: Callable[[Proxy], Any]) -> FutureResult:
     correlation = ctx.correlation_id_bytes
 
     def job() -> None:
+        assert proxy is not None  # the job keeps the proxy (and so its pool) alive until it is done
         ctx.annotations = annotations
         ctx.correlation_id_bytes = correlation
         try:
