@@ -400,6 +400,7 @@ class Proxy:
         if not ann and corr is None and type(self)._pyroAnnotations is Proxy._pyroAnnotations:
             return {}
         ann = dict(ann)
+        ann.pop("HMAC", None)  # a server's request annotations (its own HMAC included) are not this call's
         if corr is not None:
             ann["CORR"] = bytes(corr)
         else:

@@ -230,3 +230,32 @@ def test_to_global_and_from_global_copy_the_context() -> None:
     t.start()
     t.join()
     assert seen == [(uuid.UUID(int=5), {"XGLO": b"1"})]
+
+
+def test_nested_call_of_an_hmac_daemon_to_a_keyless_one() -> None:
+    """A call made inside a call does not forward the incoming request's HMAC annotation (Pyro4 did,
+    so a keyed daemon's method could not call a keyless daemon: "hmac key config not symmetric")."""
+
+    class KeyedDaemon(Daemon):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._pyroHmacKey = b"secret"
+
+    @expose
+    class Relay:
+        def __init__(self, target_uri: Any) -> None:
+            self.target_uri = target_uri
+
+        def relay(self) -> Any:
+            with Proxy(self.target_uri) as target:
+                return target.add(1, 2)
+
+    with serve("thread", objects={"svc": Service()}) as end:
+        with serve("thread", KeyedDaemon, {"relay": Relay(end.daemon.uriFor("svc"))}) as middle:
+            with middle.proxy("relay") as p:
+                p._pyroHmacKey = b"secret"
+                current_context.annotations = {"XFWD": b"forwarded"}
+                try:
+                    assert p.relay() == 3
+                finally:
+                    current_context.annotations = {}
