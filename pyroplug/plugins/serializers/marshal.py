@@ -15,6 +15,8 @@ from pyroplug.core.serializer import CallTuple, Serializer, check_call, recreate
 __all__ = ["MarshalSerializer", "pyroplug_serializers"]
 
 _MARSHALABLE = (str, int, float, type(None), bool, complex, bytes, bytearray, tuple, set, frozenset, list, dict)
+#: the same as exact types: values of these need no conversion at the top level
+_MARSHALABLE_TYPES = frozenset(_MARSHALABLE)
 
 #: a list or tuple header ('[' / '(' with or without FLAG_REF) whose 4-byte little-endian element count is
 #: a valid one (< 2**31) of at least 4096: smaller claims cost little even when false (found overlapping)
@@ -209,8 +211,9 @@ class MarshalSerializer(Serializer):
         try:
             try:
                 conv = self._marshallable
-                args = [conv(v) for v in vargs]
-                kw = None if kwargs is None else {k: conv(v) for k, v in kwargs.items()}
+                plain = _MARSHALABLE_TYPES
+                args = [v if type(v) in plain else conv(v) for v in vargs]
+                kw = kwargs if not kwargs else {k: conv(v) for k, v in kwargs.items()}
                 return self._dumps((obj, method, args, kw))
             except ValueError:  # unmarshallable object nested in an argument
                 conv = self._deep

@@ -7,6 +7,7 @@ import datetime
 import decimal
 import numbers
 import struct
+import threading
 import uuid
 from typing import Any, ClassVar
 
@@ -73,6 +74,9 @@ class MsgpackSerializer(Serializer):
         if _msgpack is None:
             raise errors.PluginError("the msgpack serializer needs msgpack: pip install pyroplug[msgpack]")
         self._packb = _msgpack.packb
+        # packb builds a Packer per call; this one is reused (autoreset; it resets itself after an error)
+        self._packer = _msgpack.Packer(use_bin_type=True, default=self._default)
+        self._packer_lock = threading.Lock()
         self._unpackb = _msgpack.unpackb
         self._ext = _msgpack.ExtType
 
@@ -102,8 +106,14 @@ class MsgpackSerializer(Serializer):
         return converted
 
     def dumps(self, data: Any) -> bytes:
-        """Pack a value."""
+        """Pack a value (with a reused Packer when no other thread or nested call is using it)."""
         try:
+            lock = self._packer_lock
+            if lock.acquire(False):
+                try:
+                    return self._packer.pack(data)  # type: ignore[no-any-return]
+                finally:
+                    lock.release()
             return self._packb(data, use_bin_type=True, default=self._default)
         except errors.PyroError:
             raise

@@ -20,6 +20,8 @@ from pyroplug.core.serializer import (
 
 __all__ = ["PickleSerializer", "Pyro4NamesMixin", "Pyro4NamesUnpicklerMixin", "pyroplug_serializers"]
 
+#: values that are pickled as themselves: the replace hook never sees them, no class is named
+_ATOMIC = frozenset([int, float, str, bytes, bool, type(None)])
 #: pickles mentioning this contain pyroplug classes that must be renamed to their Pyro4 names
 _OWN_MODULES = b"pyroplug.core"
 #: pickles mentioning this may name Pyro4 classes that map to pyroplug classes
@@ -175,7 +177,7 @@ class PickleSerializer(Serializer):
     def dumps(self, data: Any) -> bytes:
         """Pickle a value, naming pyroplug classes as Pyro4 does."""
         try:
-            if self.replace is None:
+            if self.replace is None or type(data) in _ATOMIC:  # nothing the replace hook could see
                 out = self._fast_dumps(data, self.protocol)
             else:
                 buf = io.BytesIO()
@@ -192,6 +194,20 @@ class PickleSerializer(Serializer):
             raise
         except Exception as exc:
             raise wrap_error(exc, "pickle cannot serialize") from exc
+
+    def dumps_call(self, obj: str, method: str, vargs: Any, kwargs: Any) -> bytes:
+        """Pickle the call 4-tuple; with plain arguments only (the usual small call) in one fast step."""
+        call = (obj, method, vargs, kwargs)
+        if not kwargs and type(vargs) is tuple:
+            for value in vargs:
+                if type(value) not in _ATOMIC:
+                    break
+            else:  # ints, strings, ...: no object for the replace hook, no pyroplug class to rename
+                try:
+                    return self._fast_dumps(call, self.protocol)
+                except Exception as exc:
+                    raise wrap_error(exc, "pickle cannot serialize") from exc
+        return self.dumps(call)
 
     def loads(self, data: bytes | bytearray | memoryview) -> Any:
         """Unpickle a value; Pyro4 class names load as pyroplug classes."""
