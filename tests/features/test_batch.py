@@ -33,6 +33,7 @@ class CountingDaemon(Daemon):
 def test_batch_results_generator(servertype: str) -> None:
     svc = Service()
     with serve(servertype, CountingDaemon, {"svc": svc}) as served, served.proxy("svc") as p:
+        assert isinstance(served.daemon, CountingDaemon)
         p._pyroBind()
         b = pyroplug.batch(p)
         assert isinstance(b, BatchProxy) and isinstance(p._pyroBatch(), BatchProxy)
@@ -71,6 +72,7 @@ def test_batch_stops_at_first_failure(servertype: str) -> None:
 def test_oneway_batch_returns_none_at_once(servertype: str) -> None:
     svc = Service()
     with serve(servertype, CountingDaemon, {"svc": svc}) as served, served.proxy("svc") as p:
+        assert isinstance(served.daemon, CountingDaemon)
         with p._pyroBatch() as b:
             b.record(1)
             b.slow(0.3)

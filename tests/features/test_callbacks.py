@@ -237,10 +237,9 @@ def test_unregistered_object_is_not_a_callback() -> None:
 def test_thread_pool_cannot_be_exhausted_by_callback_chains() -> None:
     """Workers waiting on a remote reply do not count towards THREADPOOL_SIZE (Pyro4#99 deadlocks)."""
     server = Server()
-    small = {"THREADPOOL_SIZE": 2, "THREADPOOL_SIZE_MIN": 1}
-    with serve("thread", objects={"server": server}, **small) as srv:
+    with serve("thread", objects={"server": server}, THREADPOOL_SIZE=2, THREADPOOL_SIZE_MIN=1) as srv:
         listener = Listener(srv.daemon.uriFor("server"))
-        with serve("thread", objects={"listener": listener}, **small):
+        with serve("thread", objects={"listener": listener}, THREADPOOL_SIZE=2, THREADPOOL_SIZE_MIN=1):
             results: list[Any] = []
 
             def chain() -> None:

@@ -131,7 +131,8 @@ def test_future_error_goes_to_handler_and_value() -> None:
         seen.append(exc)
         done.set()
 
-    result = Future(lambda: {}["missing"]).iferror(handler)()
+    table: dict[str, int] = {}
+    result = Future(lambda: table["missing"]).iferror(handler)()
     with pytest.raises(KeyError):
         _ = result.value
     assert done.wait(1) and isinstance(seen[0], KeyError)

@@ -84,16 +84,16 @@ class Router:
 @pytest.mark.parametrize("serializer", ["serpent", "json", "msgpack", "marshal"])
 def test_router_forwards_blob_without_deserializing(servertype: str, serializer: str) -> None:
     sink = Sink()
-    accepted = {"SERIALIZERS_ACCEPTED": {serializer}}
-    with serve(servertype, RecordingDaemon, {"sink": sink}, **accepted) as sink_served:
+    with serve(servertype, RecordingDaemon, {"sink": sink}, SERIALIZERS_ACCEPTED={serializer}) as sink_served:
         router = Router(sink_served.daemon.uriFor("sink"), serializer)
-        with serve(servertype, RecordingDaemon, {"router": router}, **accepted) as router_served:
+        with serve(servertype, RecordingDaemon, {"router": router}, SERIALIZERS_ACCEPTED={serializer}) as router_served:
             with router_served.proxy("router") as p:
                 p._pyroSerializer = serializer
                 data = {"numbers": [1, 2, 3], "text": "hello"}
                 result = p.forward(SerializedBlob("the-info", data))
             assert result == {"info": "the-info", "data": data}
             assert router.seen == [("SerializedBlob", "the-info", True)]
+            assert isinstance(router_served.daemon, RecordingDaemon) and isinstance(sink_served.daemon, RecordingDaemon)
             (rflags, rann, rdata, rsid), = [m for m in router_served.daemon.messages if m[0] & FLAGS_KEEPSERIALIZED]
             (sflags, sann, sdata, ssid), = [m for m in sink_served.daemon.messages if m[0] & FLAGS_KEEPSERIALIZED]
             assert marshal.loads(rann["BLBI"]) == ("the-info", "router", "forward")
@@ -106,10 +106,10 @@ def test_blob_is_decoded_once_at_the_sink() -> None:
     """The router never decodes the payload: with pickle, the payload object is rebuilt exactly once."""
     Payload.unpickled = 0
     sink = Sink()
-    accepted = {"SERIALIZERS_ACCEPTED": {"pickle"}}
-    with serve("thread", objects={"sink": sink}, **accepted) as sink_served:
+    with serve("thread", objects={"sink": sink}, SERIALIZERS_ACCEPTED={"pickle"}) as sink_served:
         router = Router(sink_served.daemon.uriFor("sink"), "pickle")
-        with serve("thread", objects={"router": router}, **accepted) as router_served, router_served.proxy("router") as p:
+        with serve("thread", objects={"router": router}, SERIALIZERS_ACCEPTED={"pickle"}) as router_served, \
+                router_served.proxy("router") as p:
             p._pyroSerializer = "pickle"
             p.forward(SerializedBlob("object", Payload("inside")))
     assert Payload.unpickled == 1, "decoded by the sink's deserialized() only"
