@@ -476,7 +476,9 @@ class Daemon:
         if ser is None:
             raise errors.ProtocolError(f"message used serializer that is not accepted: {sid}")
         annotations = msg.annotations
-        corr = annotations.get("CORR") or _new_corr()
+        corr = annotations.get("CORR")
+        if not corr:  # _new_corr(), inline
+            corr = (_corr_prefix | (next(_corr_counter) & 0x3FFFFFFFFFFFFFFF)).to_bytes(16, "big")
         is_callback = False
         try:
             if flags & FLAGS_KEEPSERIALIZED:

@@ -217,10 +217,15 @@ def encode_parts(
         annotations["HMAC"] = hmac_digest(hmac_key, data, annotations)
     size = len(data)
     if annotations:
-        ann = _annotation_chunks(annotations)
-        ann_size = len(ann)
-        if ann_size > MAX_ANNOTATIONS_SIZE:
-            raise errors.MessageTooLargeError(f"annotations too large for the protocol ({ann_size} bytes)")
+        corr = annotations.get("CORR") if len(annotations) == 1 else None
+        if corr is not None and len(corr) == 16:  # what nearly every reply carries
+            ann = _CORR_HEAD + corr
+            ann_size = 22
+        else:
+            ann = _annotation_chunks(annotations)
+            ann_size = len(ann)
+            if ann_size > MAX_ANNOTATIONS_SIZE:
+                raise errors.MessageTooLargeError(f"annotations too large for the protocol ({ann_size} bytes)")
     else:
         ann = b""
         ann_size = 0
@@ -591,11 +596,16 @@ class MessageReader:
     def read_some(self, recv_into: Callable[[memoryview], int]) -> Message | None:
         """One read through ``recv_into`` (a socket's, say), then the first complete message, or None.
 
+        A complete message already buffered is returned without a read.
+
         ConnectionClosedError when the read returns 0 (the end of the stream). The common case, an
         empty reader receiving exactly one small message, takes a short path with the same checks as
         :meth:`buffer_updated` and :meth:`next_message`; anything else goes through those.
         """
         if self._end or self._big is not None or self.hmac_key:
+            msg = self.next_message()  # a whole message may be buffered already: no read then
+            if msg is not None:
+                return msg
             n = recv_into(self.get_buffer())
             if not n:
                 raise errors.ConnectionClosedError("receiving: connection closed")

@@ -245,10 +245,19 @@ class SocketConnection(Connection):
     def recv_message(self) -> Message:
         if not self._direct:
             return self.reader.read_message(self.recv_into)
-        read_message = self.reader.read_message
+        reader = self.reader
+        read_some = reader.read_some
+        recv_into = self._recv_into
         while True:
             try:
-                return read_message(self._recv_into)
+                msg = read_some(recv_into)
+                while msg is None:
+                    msg = read_some(recv_into)
+                return msg
+            except errors.ConnectionClosedError:
+                if reader.pending:
+                    raise errors.ConnectionClosedError("receiving: not enough data") from None
+                raise
             except TimeoutError as exc:  # the builtin (socket.timeout)
                 raise errors.TimeoutError("receiving: timeout") from exc
             except OSError as exc:

@@ -210,10 +210,12 @@ class MarshalSerializer(Serializer):
         """Marshal ``(obj, method, [vargs...], {kwargs})``, converting each top-level argument."""
         try:
             try:
-                conv = self._marshallable
                 plain = _MARSHALABLE_TYPES
-                args = [v if type(v) in plain else conv(v) for v in vargs]
-                kw = kwargs if not kwargs else {k: conv(v) for k, v in kwargs.items()}
+                args = list(vargs)
+                for i, value in enumerate(args):
+                    if type(value) not in plain:
+                        args[i] = self._marshallable(value)
+                kw = kwargs if not kwargs else {k: self._marshallable(v) for k, v in kwargs.items()}
                 return self._dumps((obj, method, args, kw))
             except ValueError:  # unmarshallable object nested in an argument
                 conv = self._deep
@@ -228,6 +230,11 @@ class MarshalSerializer(Serializer):
     def loads(self, data: bytes | bytearray | memoryview) -> Any:
         """Unmarshal a value, then rebuild Pyro4 class dicts."""
         try:
+            if type(data) is bytes and len(data) <= _WALK_FIRST:  # the usual small message, checks inline
+                if _SEQ_HEADER.search(data) is not None:
+                    _check_lengths(data)
+                value = self._loads(data)
+                return recreate_classes(value) if b"__class__" in data else value
             _check_lengths(data)
             value = self._loads(data)
             if _tagged(value, data):
@@ -241,7 +248,8 @@ class MarshalSerializer(Serializer):
     def loads_call(self, data: bytes | bytearray | memoryview) -> CallTuple:
         """Unmarshal a call; only vargs and kwargs are searched for class dicts, like Pyro4."""
         try:
-            _check_lengths(data)
+            if type(data) is not bytes or len(data) > _WALK_FIRST or _SEQ_HEADER.search(data) is not None:
+                _check_lengths(data)
             obj, method, vargs, kwargs = check_call(self._loads(data))
             if _tagged((vargs, kwargs), data):
                 vargs = recreate_classes(vargs)
