@@ -157,7 +157,8 @@ class Daemon:
         self.streams = StreamTable(cfg.ITER_STREAM_LIFETIME, cfg.ITER_STREAM_LINGER)
         self.__hmac_key: bytes | None = None
         self._custom_annotations = type(self).annotations is not Daemon.annotations
-        self._oneway_pool = ElasticPool("oneway-call") if cfg.ONEWAY_THREADED else None
+        # a burst of oneway calls is run by a few workers; a call waits at most ~2 x spawn_delay behind long ones
+        self._oneway_pool = ElasticPool("oneway-call", spawn_delay=0.02) if cfg.ONEWAY_THREADED else None
         self._shutdown_requested = threading.Event()
         self._closed = False
         self.transportServer = registry.server_type(cfg.SERVERTYPE)(cfg)
@@ -522,7 +523,9 @@ class Daemon:
                 if kwargs is None:
                     kwargs = {}
                 if flags & FLAGS_ONEWAY and self._oneway_pool is not None:
-                    self._oneway_pool.submit(_run_oneway, func, vargs, kwargs, current_context.to_global())
+                    # the call context travels as a copy of this thread's state of it (to_global() would
+                    # build a UUID for the correlation id)
+                    self._oneway_pool.submit(_run_oneway, func, vargs, kwargs, dict(state))
                     return
                 is_callback = method in members.callbacks
                 try:
@@ -721,7 +724,7 @@ def _set_property(obj: Any, members: Any, vargs: Any) -> None:
 
 
 def _run_oneway(func: Callable[..., Any], vargs: Any, kwargs: dict[str, Any], context: dict[str, Any]) -> None:
-    current_context.from_global(context)
+    current_context.__dict__.update(context)  # the calling thread's context state, copied
     try:
         func(*vargs, **kwargs)
     except BaseException:  # noqa: B036 - even SystemExit must not end the pool worker uncounted

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -19,16 +20,25 @@ class ElasticPool:
     Unlike a fixed pool, no job ever waits behind a long-running one (up to ``max_workers``, after
     which jobs queue). Used for oneway calls (ONEWAY_THREADED): each starts at once, like its own thread,
     without paying a thread start per call.
+
+    With ``spawn_delay`` > 0 a job that finds no idle worker is queued for the busy workers instead of
+    starting a thread at once, and a supervisor thread (alive while jobs wait) starts another worker
+    whenever no worker has started a job for ``spawn_delay`` seconds: a burst of short jobs is then run
+    by a few workers instead of a thread per job, and a job still waits at most about two
+    ``spawn_delay`` behind long-running ones.
     """
 
-    def __init__(self, name: str, max_workers: int = 1024, idle_timeout: float = 5.0) -> None:
+    def __init__(self, name: str, max_workers: int = 1024, idle_timeout: float = 5.0, spawn_delay: float = 0.0) -> None:
         self.name = name
         self.max_workers = max_workers
         self.idle_timeout = idle_timeout
+        self.spawn_delay = spawn_delay
         self._jobs: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._idle = 0
         self._workers = 0
+        self._started = 0  # jobs taken by workers so far (the supervisor's measure of progress)
+        self._supervised = False
         self._closed = False
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -42,8 +52,15 @@ class ElasticPool:
                 return
             if self._workers >= self.max_workers:
                 return
-            self._workers += 1
-        threading.Thread(target=self._work, name=f"{self.name}-{self._workers}", daemon=True).start()
+            if self.spawn_delay > 0 and self._workers:  # let the busy workers take it, under supervision
+                if self._supervised:
+                    return
+                self._supervised = True
+                target = self._supervise
+            else:
+                self._workers += 1
+                target = self._work
+        threading.Thread(target=target, name=f"{self.name}-{self._workers}", daemon=True).start()
 
     def _work(self) -> None:
         while True:
@@ -59,10 +76,27 @@ class ElasticPool:
                         self._workers -= 1
                         return
                 fn, args = self._jobs.popleft()
+                self._started += 1
             try:
                 fn(*args)
             except Exception:
                 log.exception("uncaught exception in %s worker", self.name)
+
+    def _supervise(self) -> None:
+        """While jobs wait: start a worker whenever no job was started for ``spawn_delay`` seconds."""
+        seen = -1
+        while True:
+            time.sleep(self.spawn_delay)
+            with self._cond:
+                if self._closed or not self._jobs:
+                    self._supervised = False
+                    return
+                stalled = self._started == seen and not self._idle and self._workers < self.max_workers
+                seen = self._started
+                if not stalled:
+                    continue
+                self._workers += 1
+            threading.Thread(target=self._work, name=f"{self.name}-{self._workers}", daemon=True).start()
 
     @property
     def workers(self) -> int:
