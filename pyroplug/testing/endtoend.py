@@ -277,8 +277,6 @@ class DaemonProxyConformance:
         assert seen == ["hello"]
 
     def test_autoproxy(self, stack: Stack) -> None:
-        if stack.serializer == "marshal":
-            pytest.skip("marshal cannot carry proxies inside results (Pyro4 documents autoproxy as unsupported)")
         with stack.proxy() as p:
             item = p.new_item("first")
             assert isinstance(item, Proxy)
@@ -289,8 +287,6 @@ class DaemonProxyConformance:
         assert isinstance(stack.calc.items[-1], Item)
 
     def test_callback_object(self, stack: Stack) -> None:
-        if stack.serializer == "marshal":
-            pytest.skip("marshal cannot carry proxies")
         cfg = stack.config.copy()
         cfg.SERVERTYPE = "thread"
         with Daemon(host="127.0.0.1", config=cfg) as client_daemon:
