@@ -11,6 +11,7 @@ import base64
 import logging
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from pyroplug.core import errors
@@ -92,6 +93,23 @@ class _RemoteMethod:
         return f"<remote method {self._name!r} of {self._proxy._pyroUri}>"
 
 
+class _WeakRemoteMethod(_RemoteMethod):
+    """The cached form of a remote method: it holds its proxy weakly (keep the proxy while you use it)."""
+
+    __slots__ = ("_ref",)
+
+    def __init__(self, proxy: Proxy, name: str) -> None:
+        self._ref = weakref.ref(proxy)
+        self._name = name
+
+    @property  # type: ignore[misc]
+    def _proxy(self) -> Proxy:  # type: ignore[override]
+        proxy = self._ref()
+        if proxy is None:
+            raise errors.PyroError(f"the proxy of remote method {self._name!r} no longer exists; keep a reference to it")
+        return proxy
+
+
 @wire_class("Pyro4.core.Proxy")
 class Proxy:
     """A proxy for the remote object at ``uri`` (a URI or its text: PYRO:, PYRONAME: or PYROMETA:).
@@ -143,9 +161,11 @@ class Proxy:
             from pyroplug.core.asyncproxy import AsyncRemoteMethod
 
             return AsyncRemoteMethod(self, name)
-        method = _RemoteMethod(self, name)
-        self.__dict__[name] = method  # cached: later lookups skip __getattr__
-        return method
+        # Later lookups find a cached method in the instance dict and skip __getattr__. The cached one
+        # refers to this proxy weakly (no reference cycle: a dropped proxy closes its connection at
+        # once); the one returned now is strong, so ``Proxy(uri).method()`` keeps its proxy alive.
+        self.__dict__[name] = _WeakRemoteMethod(self, name)
+        return _RemoteMethod(self, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _LOCAL:
@@ -434,7 +454,7 @@ class Proxy:
         object.__setattr__(self, "_pyroOneway", set(metadata["oneway"]))
         object.__setattr__(self, "_pyroMethods", set(metadata["methods"]))
         object.__setattr__(self, "_pyroAttrs", set(metadata["attrs"]))
-        for cached in [k for k, v in self.__dict__.items() if type(v) is _RemoteMethod]:
+        for cached in [k for k, v in self.__dict__.items() if isinstance(v, _RemoteMethod)]:
             del self.__dict__[cached]
         if not self._pyroMethods and not self._pyroAttrs:
             raise errors.PyroError(
@@ -462,7 +482,7 @@ class Proxy:
     def _pyroAsync(self, asynchronous: bool = True) -> None:  # noqa: N802
         """Switch this proxy to asynchronous calls that return FutureResults (or back)."""
         object.__setattr__(self, "_async", asynchronous)
-        for cached in [k for k, v in self.__dict__.items() if type(v) is _RemoteMethod]:
+        for cached in [k for k, v in self.__dict__.items() if isinstance(v, _RemoteMethod)]:
             del self.__dict__[cached]
 
     # ------------------------------------------------------------------ python protocol
