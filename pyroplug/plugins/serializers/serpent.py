@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, ClassVar
 
 import serpent as _serpent
@@ -117,10 +118,20 @@ class SerpentSerializer(Serializer):
         if self._bytes_repr:
             self.roundtrip_types = self.roundtrip_types | {"bytes"}
         self._raw_loads = _serpent.loads
+        # serialize() resets a writer's state: this one is reused by whoever gets its lock
+        self._writer = _Writer(self, self._bytes_repr)
+        self._writer_lock = threading.Lock()
 
     def dumps(self, data: Any) -> bytes:
-        """Serialize a value as serpent text."""
+        """Serialize a value as serpent text (with a reused writer unless another thread or a nested
+        call is using it)."""
         try:
+            lock = self._writer_lock
+            if lock.acquire(False):
+                try:
+                    return self._writer.serialize(data)  # type: ignore[no-any-return]
+                finally:
+                    lock.release()
             return _Writer(self, self._bytes_repr).serialize(data)
         except errors.PyroError:
             raise
