@@ -128,13 +128,22 @@ class ServerType(ABC):
         msg = conn.receive()
         conn.last_activity = _monotonic()
         if msg is not None:
-            handler = self.handler
-            assert handler is not None
-            next_message = conn.reader.next_message
-            while msg is not None:
-                handler.handle_message(conn, msg)
-                msg = next_message()
-            conn.last_activity = _monotonic()  # a long call is activity too: COMMTIMEOUT counts from its end
+            self.handle(conn, msg)
+
+    def handle(self, conn: Connection, msg: Message) -> None:
+        """Handle ``msg``, received on ``conn``, then every further complete message in its reader.
+
+        Updates ``conn.last_activity`` when done (a long call is activity too: COMMTIMEOUT counts from
+        its end).
+        """
+        handler = self.handler
+        assert handler is not None
+        next_message = conn.reader.next_message
+        current: Message | None = msg
+        while current is not None:
+            handler.handle_message(conn, current)
+            current = next_message()
+        conn.last_activity = _monotonic()
 
     def drop(self, conn: Connection) -> None:
         """Close ``conn`` and tell the daemon; never raises."""

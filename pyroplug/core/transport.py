@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import struct
 import weakref
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -189,6 +190,8 @@ class SocketConnection(Connection):
         cls = type(self)
         #: the reader may read from the socket directly (no subclass changed how this connection receives)
         self._direct = cls.recv_into is SocketConnection.recv_into and cls.fill is Connection.fill
+        #: the receive timeout set with :meth:`set_receive_wait` (0: none)
+        self._receive_wait = 0.0
 
     def send(self, data: bytes | bytearray | memoryview) -> None:
         try:
@@ -277,12 +280,36 @@ class SocketConnection(Connection):
                 return read_some(self._recv_into)
             except TimeoutError as exc:  # the builtin (socket.timeout)
                 raise errors.TimeoutError("receiving: timeout") from exc
+            except BlockingIOError:  # nothing arrived (a receive timeout set on the socket itself)
+                return None
             except OSError as exc:
                 if exc.errno in _RETRY_ERRNOS:
                     continue
                 raise map_oserror(exc, "receiving") from exc
             except ValueError as exc:  # closed socket
                 raise errors.ConnectionClosedError("receiving: connection closed") from exc
+
+    def set_receive_wait(self, seconds: float) -> bool:
+        """Let a blocking :meth:`receive` wait at most ``seconds`` for data (then it returns None), with a
+        receive timeout on the socket itself, so that waiting and reading is one system call.
+
+        Only for a blocking socket without a Python-level timeout whose reads go straight to the socket;
+        returns False (nothing changed) otherwise.
+        """
+        if self._receive_wait == seconds:
+            return True
+        if not self._direct or self._pending is not None or not hasattr(socket, "SO_RCVTIMEO"):
+            return False
+        try:
+            if self.sock.gettimeout() is not None:
+                return False
+            whole = int(seconds)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                                 struct.pack("ll", whole, int((seconds - whole) * 1e6)))
+        except (OSError, ValueError, struct.error):
+            return False
+        self._receive_wait = seconds
+        return True
 
     def close(self) -> None:
         if self.keep_open:
