@@ -47,17 +47,18 @@ def render(data: dict[str, Any]) -> str:
             theirs_text = _number(theirs, unit)
             if row["case"].startswith("echo with"):
                 theirs_text += " (pyroplug, no idle proxies)"
+            remark = "; ".join(part for part in (verdict, note) if part)
             lines.append(
                 f"| {row['case']} | {unit} | {_number(row['pyroplug'], unit)} | {theirs_text} | "
                 f"{f'{ratio:.2f}x' if ratio is not None else '-'} | "
-                f"{f'>= {target:g}x' if target is not None else ''} | "
-                f"{verdict}{'; ' + note if note else ''} |"
+                f"{f'>= {target:g}x' if target is not None else ''} | {remark} |"
             )
     profile = sections.get("profile", {}).get("profile")
     if profile:
         calls = profile["calls"]
         for side, title in (("client", "client"), ("server_multiplex", "multiplex server")):
-            lines += ["", f"cProfile, marshal small calls, {title}: top own time per remote call", ""]
+            lines += ["", f"cProfile, {calls:,} marshal small calls, {title}: top own time per remote call (with the "
+                      "profiler's overhead; blocking socket calls include the peer's time, both being pinned to one CPU)", ""]
             for row in profile[side][:8]:
                 lines.append(f"- {1e6 * row['tottime'] / calls:.2f} us  `{row['function']}`")
     return "\n".join(lines)
