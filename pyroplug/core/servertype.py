@@ -157,6 +157,37 @@ class ServerType(ABC):
             except Exception:
                 log.warning("error in connection_closed for %r", conn, exc_info=True)
 
+    #: connections accepted per readiness of the listener, at most
+    ACCEPT_BATCH: ClassVar[int] = 256
+
+    def accept_pending(self, adopt: Callable[[Connection], None]) -> None:
+        """Accept up to ACCEPT_BATCH pending connections: each is stamped, shown to the handler
+        (``connection_opened``) and then handed to ``adopt`` (register it, queue it, ...).
+
+        A failing handler or ``adopt`` drops only that connection; running out of descriptors is logged
+        and retried on the next readiness. Stops early once the server shuts down.
+        """
+        listener, handler = self.listener, self.handler
+        assert listener is not None and handler is not None
+        for _ in range(self.ACCEPT_BATCH):
+            if getattr(self, "_shutdown", False):
+                return
+            try:
+                conn = listener.accept()
+            except errors.CommunicationError as exc:
+                if not getattr(self, "_closed", False):
+                    log.warning("accept failed: %s", exc)
+                    time.sleep(0.01)  # out of descriptors: give the clients a moment to go away
+                return
+            if conn is None:
+                return
+            conn.last_activity = time.monotonic()
+            try:
+                handler.connection_opened(conn)
+                adopt(conn)
+            except Exception as exc:
+                self.service_failed(conn, exc)
+
     def service_failed(self, conn: Connection, exc: BaseException) -> None:
         """Log why servicing ``conn`` failed, at a level that fits the cause, and :meth:`drop` it."""
         if isinstance(exc, errors.TimeoutError):

@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pyroplug.core import errors
 from pyroplug.core.context import current_context
 from pyroplug.core.hookspec import hookimpl
 from pyroplug.core.protocol import MSG_INVOKE
@@ -196,7 +195,6 @@ class MultiplexServer(ServerType):
 
     name: ClassVar[str] = "multiplex"
     #: at most this many connections are accepted per readiness of the listener
-    ACCEPT_BATCH: ClassVar[int] = 256
     #: how long close() waits for a loop running in another thread to return
     CLOSE_WAIT: ClassVar[float] = 2.0
     #: seconds a call may wait for a remote reply before a helper thread serves re-entrant calls
@@ -360,28 +358,11 @@ class MultiplexServer(ServerType):
             self._handle(target)
 
     def _accept_pending(self) -> None:
-        listener, handler = self.listener, self.handler
-        assert listener is not None and handler is not None
-        for _ in range(self.ACCEPT_BATCH):
-            if self._shutdown:
-                return
-            try:
-                conn = listener.accept()
-            except errors.CommunicationError as exc:
-                if not self._closed:
-                    log.warning("accept failed: %s", exc)
-                    time.sleep(0.01)  # out of descriptors: give the clients a moment to go away
-                return
-            if conn is None:
-                return
-            conn.last_activity = _monotonic()
-            try:
-                handler.connection_opened(conn)
-                key = self._selector.register(conn, selectors.EVENT_READ, (self, conn))
-            except Exception as exc:
-                self.service_failed(conn, exc)
-                continue
-            self._conns[key.fd] = conn
+        self.accept_pending(self._adopt)
+
+    def _adopt(self, conn: Connection) -> None:
+        key = self._selector.register(conn, selectors.EVENT_READ, (self, conn))
+        self._conns[key.fd] = conn
 
     def _handle(self, conn: Connection, first: Message | None = None) -> None:
         gate = self._gate

@@ -41,7 +41,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pyroplug.core import errors
 from pyroplug.core.hookspec import hookimpl
 from pyroplug.core.servertype import ServerType, fileno_of
 from pyroplug.core.workers import call_gates
@@ -503,28 +502,11 @@ class ThreadServer(ServerType):
         return [self.listener.sock or self.listener]
 
     def _accept_pending(self) -> None:
-        listener, handler = self.listener, self.handler
-        assert listener is not None and handler is not None
-        for _ in range(self.ACCEPT_BATCH):
-            if self._shutdown:
-                return
-            try:
-                conn = listener.accept()
-            except errors.CommunicationError as exc:
-                if not self._closed:
-                    log.warning("accept failed: %s", exc)
-                    time.sleep(0.01)  # out of descriptors: give the clients a moment to go away
-                return
-            if conn is None:
-                return
-            conn.last_activity = _monotonic()
-            try:
-                handler.connection_opened(conn)
-            except Exception as exc:
-                self.service_failed(conn, exc)
-                continue
-            if not self.pool.submit(conn, False):
-                self.drop(conn)
+        self.accept_pending(self._adopt)
+
+    def _adopt(self, conn: Connection) -> None:
+        if not self.pool.submit(conn, False):
+            self.drop(conn)
 
     # --- serving (runs in workers) -------------------------------------------------------------
     def _serve(self, conn: Connection, ready: bool, waiter: _Waiter) -> Job | None:
