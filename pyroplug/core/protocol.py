@@ -576,13 +576,8 @@ class MessageReader:
                     self._read_header()
                 except errors.PyroError:
                     pass
-        if self.hmac_key or (annotations is not None and "HMAC" in annotations):
-            if self.defer_hmac:  # unverified and still compressed: the receiver calls authenticate()
-                return Message(msgtype, data, ser, flags, seq, annotations)
-            self._check_hmac(data, annotations)
-        if flags & FLAGS_COMPRESSED:
-            data = self._decompress(data)
-            flags &= ~FLAGS_COMPRESSED
+        if self.hmac_key or flags & FLAGS_COMPRESSED or (annotations is not None and "HMAC" in annotations):
+            return self._secured(msgtype, data, ser, flags, seq, annotations)
         # Message(...) without the __init__ call: this is the per-call path
         msg = _new_message(Message)
         msg.type = msgtype
@@ -710,8 +705,15 @@ class MessageReader:
                 self._read_header()
             except errors.PyroError:
                 pass
+        return self._secured(msgtype, data, ser, flags, seq, annotations)
+
+    def _secured(
+        self, msgtype: int, data: bytes | bytearray | memoryview, ser: int, flags: int, seq: int,
+        annotations: dict[str, bytes] | None,
+    ) -> Message:
+        """The Message after its HMAC check and decompression (deferred HMAC: unverified, still compressed)."""
         if self.hmac_key or (annotations is not None and "HMAC" in annotations):
-            if self.defer_hmac:  # unverified and still compressed: the receiver calls authenticate()
+            if self.defer_hmac:  # the receiver calls authenticate()
                 return Message(msgtype, data, ser, flags, seq, annotations)
             self._check_hmac(data, annotations)
         if flags & FLAGS_COMPRESSED:
