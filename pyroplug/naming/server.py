@@ -194,17 +194,14 @@ def startNSloop(  # noqa: N802 - Pyro4 API
         if report is not None:
             report(line)
 
-    ns_uri, daemon, bcserver = startNS(host, port, False, bchost, bcport, unixsocket, nathost, natport, storage, hmac,
-                                       servertype=servertype, config=config)
+    ns_uri, daemon, bcserver = startNS(host, port, enableBroadcast, bchost, bcport, unixsocket, nathost, natport,
+                                       storage, hmac, servertype=servertype, config=config)
     try:
-        refusal = broadcast_refusal(daemon)
-        if enableBroadcast and refusal is not None:
-            say(refusal)
-        elif enableBroadcast:
-            internal = daemon.uriFor(NAMESERVER_NAME, nat=False)
-            bcserver = BroadcastServer(internal, bchost, bcport, config=daemon.config)
+        if bcserver is not None:
             say(f"Broadcast server running on {bcserver.locationStr}")
             bcserver.runInThread()
+        elif enableBroadcast:
+            say(broadcast_refusal(daemon) or "Not starting broadcast server.")
         if ready is not None:
             ready(ns_uri, daemon, bcserver)
         assert daemon.nameserver is not None
