@@ -1,6 +1,8 @@
 """The ``multiplex`` server type: one thread, one selector, every call handled in turn.
 
-The listener, a wakeup socketpair and every connection are registered in one
+The listener, a wakeup socketpair and every connection are registered in one selector: on Linux a
+small :class:`selectors.BaseSelector` over ``select.epoll`` whose ready file descriptors the loop
+reads straight from ``epoll.poll`` (one C call per iteration), elsewhere
 :class:`selectors.DefaultSelector`. A connection is read only after the selector reports it
 readable, once per readiness, so a client that sends half a message (slowloris) or garbage never
 blocks the others: partial data waits in the connection's reader. Housekeeping (the handler's, and
@@ -29,11 +31,12 @@ from __future__ import annotations
 
 import collections
 import logging
+import select
 import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyroplug.core.context import current_context
@@ -56,6 +59,121 @@ _LISTENER = "listener"
 _WAKE = "wake"
 #: threads that take a loop over while its call waits for a remote reply
 _helpers = ElasticPool("pyroplug-multiplex-helper")
+#: ready file descriptors taken from the selector per iteration, at most (epoll keeps the rest queued
+#: in order and returns them next, so a busy loop still gets round to every connection)
+_MAX_EVENTS = 256
+
+
+def _fd_of(fileobj: Any) -> int:
+    """The fd of ``fileobj`` (an int or anything with ``fileno()``); ValueError when it has none (closed)."""
+    if isinstance(fileobj, int):
+        fd = fileobj
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"invalid file object: {fileobj!r}") from None
+    if fd < 0:
+        raise ValueError(f"invalid file descriptor: {fd}")
+    return fd
+
+
+class _KeyMap(Mapping[Any, selectors.SelectorKey]):
+    """A read-only view of an :class:`EpollSelector`'s keys, looked up by fd or file object (as selectors do)."""
+
+    __slots__ = ("_selector",)
+
+    def __init__(self, selector: EpollSelector) -> None:
+        self._selector = selector
+
+    def __len__(self) -> int:
+        return len(self._selector.keys)
+
+    def __getitem__(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._selector.keys[self._selector._registered_fd(fileobj)]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._selector.keys)
+
+
+class EpollSelector(selectors.BaseSelector):
+    """A :class:`selectors.BaseSelector` over ``select.epoll`` that exposes its table to the loop.
+
+    It behaves like :class:`selectors.EpollSelector` for everyone else (``register``, ``select``,
+    ``get_map``, ...; a combined foreign server may use it), while the multiplex loop calls
+    :attr:`poll` (the epoll object's own ``poll``: ``(fd, event mask)`` pairs) and looks the keys up in
+    :attr:`keys` itself, skipping the per-call list of ``(key, events)`` that ``select()`` builds.
+    """
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        #: fd -> SelectorKey of everything registered (read it, don't change it)
+        self.keys: dict[int, selectors.SelectorKey] = {}
+        self._map = _KeyMap(self)
+        #: ``poll(timeout_seconds, maxevents)``: the ready ``(fd, epoll event mask)`` pairs
+        self.poll: Callable[[float, int], list[tuple[int, int]]] = self._epoll.poll
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        if not events or events & ~(selectors.EVENT_READ | selectors.EVENT_WRITE):
+            raise ValueError(f"invalid events: {events!r}")
+        fd = _fd_of(fileobj)
+        if fd in self.keys:
+            raise KeyError(f"{fileobj!r} (fd {fd}) is already registered")
+        mask = (select.EPOLLIN if events & selectors.EVENT_READ else 0) | (
+            select.EPOLLOUT if events & selectors.EVENT_WRITE else 0
+        )
+        self._epoll.register(fd, mask)
+        key = self.keys[fd] = selectors.SelectorKey(fileobj, fd, events, data)
+        return key
+
+    def _registered_fd(self, fileobj: Any) -> int:
+        """The fd ``fileobj`` is registered under (found by identity when it has none any more: closed)."""
+        try:
+            return _fd_of(fileobj)
+        except ValueError:
+            for key in self.keys.values():
+                if key.fileobj is fileobj:
+                    return key.fd
+            raise KeyError(f"{fileobj!r} is not registered") from None
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        fd = self._registered_fd(fileobj)
+        key = self.keys.pop(fd)  # KeyError when not registered, as selectors do
+        try:
+            self._epoll.unregister(fd)
+        except OSError:  # closed already: the kernel forgot it
+            pass
+        return key
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is None:
+            timeout = -1.0
+        elif timeout < 0:
+            timeout = 0.0
+        ready = []
+        keys = self.keys
+        for fd, event in self.poll(timeout, max(len(keys), 1)):
+            key = keys.get(fd)
+            if key is not None:
+                events = (selectors.EVENT_WRITE if event & ~select.EPOLLIN else 0) | (
+                    selectors.EVENT_READ if event & ~select.EPOLLOUT else 0
+                )
+                ready.append((key, events & key.events))
+        return ready
+
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
+        return self._map
+
+    def close(self) -> None:
+        self._epoll.close()
+        self.keys.clear()
+
+
+def new_selector() -> selectors.BaseSelector:
+    """An :class:`EpollSelector` where the platform has epoll, otherwise ``selectors.DefaultSelector()``."""
+    if hasattr(select, "epoll"):
+        return EpollSelector()
+    return selectors.DefaultSelector()
 
 
 class _Wait:
@@ -84,6 +202,9 @@ class _Gate:
     def __init__(self, server: MultiplexServer) -> None:
         self.loop_server = server
         self.exec = threading.Lock()
+        # bound once: acquire()/release() cost half of ``with exec:`` on the per-call path
+        self.lock = self.exec.acquire
+        self.unlock = self.exec.release
         self.cv = threading.Condition(threading.Lock())
         self.holder: int | None = None  # the thread running the select loop
         self.owner_waiting = False  # the loop()/events() caller wants the loop back
@@ -202,7 +323,11 @@ class MultiplexServer(ServerType):
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
-        self._selector: selectors.BaseSelector = selectors.DefaultSelector()
+        self._selector: selectors.BaseSelector
+        self._keys: Mapping[Any, selectors.SelectorKey]
+        self._poll: Callable[[float, int], list[tuple[int, int]]]
+        self._epoll = False
+        self._use(new_selector())
         self._owns_selector = True
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -230,6 +355,22 @@ class MultiplexServer(ServerType):
         self._selector.register(self._wake_r, selectors.EVENT_READ, (self, _WAKE))
         self._selector.register(listener.sock or listener, selectors.EVENT_READ, (self, _LISTENER))
         self._next_housekeeping = _monotonic() + self.housekeeping_interval
+
+    def _use(self, selector: selectors.BaseSelector) -> None:
+        """Make ``selector`` this server's, with the loop's shortcuts into it."""
+        self._selector = selector
+        if isinstance(selector, EpollSelector):
+            self._epoll = True
+            self._keys = selector.keys
+            self._poll = selector.poll
+        else:
+            self._epoll = False
+            self._keys = selector.get_map()
+            self._poll = self._select_fds
+
+    def _select_fds(self, timeout: float, maxevents: int) -> list[tuple[int, int]]:
+        """The :attr:`_poll` of a selector without epoll: its ``select()`` as ``(fd, events)`` pairs."""
+        return [(key.fd, events) for key, events in self._selector.select(timeout)]
 
     @property
     def selector(self) -> selectors.BaseSelector:
@@ -259,32 +400,56 @@ class MultiplexServer(ServerType):
             self._loop_done.set()
 
     def _iterate(self, me: int) -> bool:
-        """One select and the dispatch of what it reported; False when another thread took the loop over."""
+        """One select and the dispatch of what it reported; False when another thread took the loop over.
+
+        The per-call path: a connection of this server that is readable goes straight to :meth:`_handle`.
+        """
         gate = self._gate
-        timeout = 0.0 if gate.deferred and not gate.corrs else max(0.0, self._next_housekeeping - _monotonic())
+        if gate.deferred and not gate.corrs:
+            timeout = 0.0
+        else:
+            timeout = self._next_housekeeping - _monotonic()
+            if timeout < 0.0:
+                timeout = 0.0
         try:
-            ready = self._selector.select(timeout)
+            ready = self._poll(timeout, _MAX_EVENTS)
         except (OSError, ValueError):
             if self._closed:
                 return True
             raise
-        with gate.exec:
+        keys = self._keys
+        gate.lock()
+        try:
             if gate.deferred and not gate.corrs:
                 self._run_deferred()
                 if gate.holder != me:
                     return False
-            for key, _mask in ready:
+            for fd, _events in ready:
+                key = keys.get(fd)
+                if key is None:  # unregistered by a call handled before it (closed, suspended, deferred)
+                    continue
                 owner, target = key.data
-                if owner is self or isinstance(owner, MultiplexServer):
-                    owner._dispatch(target)
+                if owner is not self:
+                    if isinstance(owner, MultiplexServer):
+                        owner._dispatch(target)
+                    else:
+                        self._foreign_events(owner, [key.fileobj])
+                elif target is _WAKE:
+                    self._drain_wake()
+                elif target is _LISTENER:
+                    self._accept_pending()
                 else:
-                    self._foreign_events(owner, [key.fileobj])
+                    self._handle(target)
                 if gate.holder != me:  # the rest of `ready` is stale: the new holder selects again
                     return False
                 if self._closed:
                     return True
-            self._maybe_housekeep()
+            now = _monotonic()
+            if now >= self._next_housekeeping:
+                self._housekeep(now)
             return gate.holder == me
+        finally:
+            gate.unlock()
 
     def events(self, eventsockets: Iterable[Any]) -> None:
         """Process the given ready sockets (listener, connections, their sockets or fds) once."""
@@ -365,12 +530,25 @@ class MultiplexServer(ServerType):
         self._conns[key.fd] = conn
 
     def _handle(self, conn: Connection, first: Message | None = None) -> None:
+        """Read ``conn`` once (or take the deferred ``first`` message) and handle every complete message."""
         gate = self._gate
         self._servicing = conn
         gate.serving = self
         try:
-            if first is None and not gate.corrs:
-                self.service(conn)
+            if first is None and not gate.corrs:  # the common case: no call waits for a remote reply
+                msg = conn.receive()
+                if msg is not None:
+                    handle_message = self.handler.handle_message  # type: ignore[union-attr]
+                    next_message = conn.reader.next_message
+                    while msg is not None:
+                        handle_message(conn, msg)
+                        if gate.corrs:  # a call waits for a remote reply now: the rest goes through the gate
+                            msg = next_message()
+                            if msg is not None:
+                                self._service_gated(conn, msg)
+                            break
+                        msg = next_message()
+                conn.last_activity = _monotonic()
                 while conn.buffered() and conn not in self._deferred_conns:
                     if gate.corrs:
                         self._service_gated(conn, None)
@@ -454,7 +632,7 @@ class MultiplexServer(ServerType):
                 failed = None
         if failed is not None:
             self.service_failed(conn, failed)
-        else:
+        elif not self._epoll:
             self._wake()  # a selector other than epoll sees the registration only on its next select
 
     def _foreign_events(self, owner: Any, objs: Sequence[Any]) -> None:
@@ -484,8 +662,11 @@ class MultiplexServer(ServerType):
 
     def _maybe_housekeep(self) -> None:
         now = _monotonic()
-        if now < self._next_housekeeping:
-            return
+        if now >= self._next_housekeeping:
+            self._housekeep(now)
+
+    def _housekeep(self, now: float) -> None:
+        """Close the connections idle for COMMTIMEOUT, run the handler's housekeeping, then the combined servers'."""
         self._next_housekeeping = now + self.housekeeping_interval
         if self.config.COMMTIMEOUT > 0:
             busy = self._suspended | self._deferred_conns
@@ -523,7 +704,7 @@ class MultiplexServer(ServerType):
             selector.register(key.fileobj, key.events, key.data)
         if self._owns_selector:
             self._selector.close()
-        self._selector = selector
+        self._use(selector)
         self._owns_selector = False
 
     # --- stopping ----------------------------------------------------------------------------
