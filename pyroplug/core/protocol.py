@@ -99,6 +99,7 @@ _pack_chunk = _CHUNK.pack
 _BYTES_TYPES = (bytes, bytearray)
 _new_message = object.__new__
 _INITIAL = 65536  # MessageReader.INITIAL
+_START = 16384  # MessageReader.START
 _LARGE_BODY = _INITIAL - HEADER_SIZE  # bodies larger than this get a dedicated buffer
 _MIN_ROOM = 4096  # MessageReader.MIN_ROOM
 _unpack_chunk = _CHUNK.unpack_from
@@ -418,8 +419,9 @@ class MessageReader:
     ``max_size`` is MAX_MESSAGE_SIZE (0 = unlimited): checked from the header, before the body is
     buffered, and again on the decompressed size of a compressed payload. ``hmac_key`` enables HMAC
     checking (and requires it). Messages up to :attr:`INITIAL` bytes are assembled in one reusable
-    buffer; a larger body gets a dedicated buffer of its own and its ``data`` is handed out as a
-    memoryview without a further copy. That buffer is a memory map of the body's size whose pages
+    buffer, which starts at :attr:`START` bytes (cheap to create for a short-lived connection) and
+    grows in one step to fit the first message that needs more; a larger body gets a dedicated
+    buffer of its own and its ``data`` is handed out as a memoryview without a further copy. That buffer is a memory map of the body's size whose pages
     exist only once bytes arrive (see :class:`BigBuffers`; without mmap, a bytearray allocated in steps
     of at most :attr:`BIG_PREALLOC` bytes as data arrives), and is filled at most
     :attr:`BIG_PREALLOC` bytes per read, so a lying header cannot make the reader allocate gigabytes.
@@ -445,8 +447,10 @@ class MessageReader:
         "defer_hmac",
     )
 
-    #: size of the reusable buffer; messages larger than this use a dedicated buffer
+    #: the most the reusable buffer grows to for one message; messages larger than this use a dedicated buffer
     INITIAL = _INITIAL
+    #: initial size of the reusable buffer (grown on demand, up to :attr:`INITIAL` for one message)
+    START = _START
     #: the most a dedicated buffer grows by before the bytes to fill it have arrived
     BIG_PREALLOC = 4 * 1024 * 1024
     #: compact the reusable buffer when less than this much room is left at its end
@@ -455,7 +459,7 @@ class MessageReader:
     def __init__(self, max_size: int = 0, hmac_key: bytes | None = None) -> None:
         self.max_size = max_size
         self.hmac_key = hmac_key
-        self._buf = bytearray(self.INITIAL)
+        self._buf = bytearray(self.START)
         # a permanent view of _buf: it is never resized, only replaced, so the export is harmless
         self._view = memoryview(self._buf)
         self._start = 0  # first unconsumed byte in _buf
@@ -721,6 +725,20 @@ class MessageReader:
             flags &= ~FLAGS_COMPRESSED
         return Message(msgtype, data, ser, flags, seq, annotations)
 
+    def _fit(self, size: int) -> None:
+        """Make room for a message of ``size`` bytes starting at ``_start``: move it to the front of the
+        shared buffer, or grow the buffer (to at least :attr:`INITIAL` bytes) when it is too small."""
+        start, end = self._start, self._end
+        pending = end - start
+        if size > len(self._buf):
+            grown = bytearray(max(size, self.INITIAL, pending))
+            grown[:pending] = self._view[start:end]
+            self._buf = grown
+            self._view = memoryview(grown)
+        else:
+            self._view[:pending] = self._buf[start:end]
+        self._start, self._end = 0, pending
+
     def _make_room(self) -> None:
         """Move the unconsumed bytes to the front of the shared buffer; grow it when it is full."""
         start, end = self._start, self._end
@@ -749,7 +767,10 @@ class MessageReader:
         if 0 < self.max_size < body:
             raise errors.MessageTooLargeError(f"max message size exceeded ({body} where max={self.max_size})")
         self._header = header
-        if body > _LARGE_BODY:
+        if body <= _LARGE_BODY:
+            if start + HEADER_SIZE + body > len(self._buf):
+                self._fit(HEADER_SIZE + body)
+        else:
             have = self._end - start - HEADER_SIZE
             if have < body:
                 # a dedicated buffer for the body: no regrowth of the shared buffer, no second copy

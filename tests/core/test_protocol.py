@@ -843,3 +843,69 @@ def test_dedicated_buffer_threshold_is_64_kib(total, dedicated):
     msg = reader.next_message()
     assert (type(msg.data) is not bytes) == dedicated
     assert bytes(msg.data) == payload
+
+
+# ---- the small initial buffer --------------------------------------------------------------
+class _Reads:
+    """A recv_into over a byte string that counts its calls and hands out at most ``limit`` bytes each."""
+
+    def __init__(self, data: bytes, limit: int = 1 << 30) -> None:
+        self.data, self.pos, self.calls, self.limit = data, 0, 0, limit
+
+    def __call__(self, buf: memoryview) -> int:
+        self.calls += 1
+        n = min(len(buf), self.limit, len(self.data) - self.pos)
+        buf[:n] = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+
+def test_reader_starts_small():
+    reader = MessageReader()
+    assert len(reader.get_buffer()) == MessageReader.START < MessageReader.INITIAL
+
+
+@pytest.mark.parametrize("size", [0, 100, MessageReader.START - HEADER_SIZE - 22])
+def test_small_message_is_one_read_from_a_fresh_reader(size):
+    wire = encode(MSG_RESULT, b"s" * size, 1, seq=3, annotations={"CORR": CORR})
+    assert len(wire) <= MessageReader.START
+    reads = _Reads(wire * 3)
+    reader = MessageReader()
+    for _ in range(3):
+        reads.data, reads.pos = wire, 0
+        before = reads.calls
+        msg = reader.read_message(reads)
+        assert reads.calls - before == 1
+        assert msg.data == b"s" * size and msg.seq == 3 and msg.annotations == {"CORR": CORR}
+
+
+@pytest.mark.parametrize("size", [MessageReader.START, 40_000, MessageReader.INITIAL - HEADER_SIZE])
+def test_reader_grows_once_for_a_message_beyond_the_start_buffer(size):
+    """The first larger message takes one extra read (the buffer grows to fit it whole); later ones take one."""
+    payload = bytes(range(256)) * (size // 256 + 1)
+    wire = encode(MSG_RESULT, payload[:size], 1)
+    reader = MessageReader()
+    reads = _Reads(wire)
+    assert bytes(reader.read_message(reads).data) == payload[:size]
+    assert reads.calls == 2
+    assert len(reader.get_buffer()) >= len(wire)
+    reads = _Reads(wire)
+    assert bytes(reader.read_message(reads).data) == payload[:size]
+    assert reads.calls == 1
+    assert reader.idle
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_reader_growth_across_partial_reads(seed):
+    """Messages of every size class, several per read or split over many reads, from a fresh reader."""
+    rnd = random.Random(seed)
+    sizes = [rnd.choice([0, 10, 5000, 17_000, 30_000, 65_000, 70_000, 200_000]) for _ in range(30)]
+    payloads = [rnd.randbytes(n) for n in sizes]
+    wire = b"".join(encode(MSG_RESULT, p, 1, seq=i) for i, p in enumerate(payloads))
+    msgs = recv_into_reader(MessageReader(), wire, iter(lambda: rnd.randint(1, 50_000), None))
+    assert [bytes(m.data) for m in msgs] == payloads
+    assert [m.seq for m in msgs] == list(range(30))
+    reads = _Reads(wire, limit=rnd.randint(100, 30_000))
+    reader = MessageReader()
+    assert [bytes(reader.read_message(reads).data) for _ in payloads] == payloads
+    assert reader.idle
