@@ -89,6 +89,25 @@ def _config() -> Any:
 # --- addresses ---------------------------------------------------------------------------------
 
 
+def _literal_address(host: str, port: int, ip_version: int) -> list[tuple[int, tuple[Any, ...]]] | None:
+    """The address of a numeric IPv4/IPv6 ``host`` without asking the resolver; None for names."""
+    if ":" in host:
+        if "%" in host or ip_version == 4:  # scoped addresses need the resolver for their scope id
+            return None
+        try:
+            socket.inet_pton(socket.AF_INET6, host)
+        except (OSError, ValueError):
+            return None
+        return [(socket.AF_INET6, (host, port, 0, 0))]
+    if ip_version == 6 or not host[-1:].isdigit():
+        return None
+    try:
+        socket.inet_pton(socket.AF_INET, host)
+    except (OSError, ValueError):
+        return None
+    return [(socket.AF_INET, (host, port))]
+
+
 def resolve(
     host: str | None, port: int, ip_version: int, passive: bool = False
 ) -> list[tuple[int, tuple[Any, ...]]]:
@@ -100,6 +119,10 @@ def resolve(
     """
     if host and host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
+    if not passive and host:
+        literal = _literal_address(host, port, ip_version)
+        if literal is not None:
+            return literal
     if host and ":" in host:
         ip_version = 0
     family = _FAMILY_BY_VERSION.get(ip_version)

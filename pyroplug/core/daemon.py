@@ -345,19 +345,21 @@ class Daemon:
         reader = conn.reader = MessageReader(self.config.MAX_MESSAGE_SIZE, self.__hmac_key)
         reader.defer_hmac = True  # the CONNECT is authenticated by _handshake, which can answer CONNECTFAIL
         conn.handshaked = False
-        conn.peer_address = conn.peer  # type: ignore[attr-defined]
+        if getattr(conn, "peer_address", None) is None:  # a socket listener stores accept()'s address
+            conn.peer_address = conn.peer  # type: ignore[attr-defined]
         if self.config.LOGWIRE:
             wrap_connection(conn, "daemon")
 
     def connection_closed(self, conn: Connection) -> None:
         """Drop the connection's session instances, close its tracked resources, start stream lingering."""
         conn.pyroInstances.clear()
-        for resource in list(conn.tracked_resources):
-            try:
-                resource.close()
-            except Exception:  # one failing resource must not keep the others open
-                log.exception("error closing tracked resource %r", resource)
-        conn.tracked_resources.clear()
+        if conn.has_tracked_resources():
+            for resource in list(conn.tracked_resources):
+                try:
+                    resource.close()
+                except Exception:  # one failing resource must not keep the others open
+                    log.exception("error closing tracked resource %r", resource)
+            conn.tracked_resources.clear()
         self.streams.client_gone(conn)
         self.clientDisconnect(conn)
 

@@ -97,6 +97,8 @@ class StreamTable:
 
     def client_gone(self, client: Connection) -> None:
         """Start the linger period of the client's streams (or drop them when lingering is off)."""
+        if not self.entries:
+            return
         now = time.time()
         for stream_id, entry in list(self.entries.items()):
             if entry[0] is client:

@@ -63,6 +63,49 @@ _get_ident = threading.get_ident
 _RETRYABLE = (errors.ConnectionClosedError, errors.TimeoutError)
 #: remote errors after which a stock Pyro4 daemon drops the connection: release it, the next call reconnects
 _DROPPED_AFTER = (errors.CommunicationError, errors.SecurityError)
+#: URI fields -> the plain (not oneway) method names its object exposed in the last handshake of this
+#: process. A new proxy's first call to one of them sends the handshake and the call together (one round
+#: trip instead of two); the handshake still brings the object's current metadata, which replaces this.
+_known_methods: dict[tuple, frozenset[str]] = {}
+_KNOWN_METHODS_MAX = 1024
+_NO_METHODS: frozenset[str] = frozenset()
+
+
+def _autoproxy() -> Any:
+    """The daemon's autoproxy hook (imported on first use: the daemon module imports this one)."""
+    global _autoproxy_hook
+    if _autoproxy_hook is None:
+        from pyroplug.core.daemon import _autoproxy as hook
+
+        _autoproxy_hook = hook
+    return _autoproxy_hook
+
+
+_autoproxy_hook: Any = None
+
+
+def _send_connecting(conn: Connection, uri: URI, data: bytes) -> None:
+    """Send the handshake (and maybe the first call); errors read ``cannot connect to LOCATION: ...``."""
+    try:
+        conn.send(data)
+    except errors.CommunicationError as exc:
+        raise type(exc)(f"cannot connect to {uri.location}: {exc}") from exc
+
+
+def _uri_key(uri: URI) -> tuple:
+    return (uri.protocol, uri.object if type(uri.object) is str else None, uri.host, uri.port, uri.sockname)
+
+
+def _remember_methods(uris: tuple[URI, ...], metadata: dict[str, Any]) -> None:
+    try:
+        methods, oneway = metadata["methods"], metadata["oneway"]
+        plain = frozenset(methods).difference(oneway) if oneway else frozenset(methods)
+    except (KeyError, TypeError):
+        return
+    if len(_known_methods) >= _KNOWN_METHODS_MAX:
+        _known_methods.clear()
+    for uri in uris:
+        _known_methods[_uri_key(uri)] = plain
 
 
 class _RemoteMethod:
@@ -125,7 +168,8 @@ class Proxy:
             uri = URI(uri)
         elif not isinstance(uri, URI):
             raise TypeError("expected Pyro URI")
-        cfg = (config or global_config).copy()
+        # no copy: like Pyro4's, a proxy reads the (global or given) config when it connects and calls
+        cfg = config or global_config
         setattr_ = object.__setattr__
         setattr_(self, "_pyroConfig", cfg)
         setattr_(self, "_pyroUri", uri)
@@ -152,6 +196,11 @@ class Proxy:
             raise AttributeError(name)
         metadata = self._pyroConfig.METADATA
         if metadata and not self._pyroMethods and not self._pyroAttrs:
+            if (self._pyroConnection is None and not self._async
+                    and name in _known_methods.get(_uri_key(self._pyroUri), _NO_METHODS)):
+                # a method of this object in an earlier handshake: connect with the first call (see _pyroInvoke)
+                self.__dict__[name] = _WeakRemoteMethod(self, name)
+                return _RemoteMethod(self, name)
             self._pyroGetMetadata()
         if name in self._pyroAttrs:
             return self._pyroInvoke("__getattr__", (name,), None)
@@ -240,44 +289,52 @@ class Proxy:
         with self._lock:
             if self._pyroConnection is not None:
                 return False
-            cfg = self._pyroConfig
-            uri = self._pyroUri
-            if uri.protocol != "PYRO":
-                from pyroplug.core.nsclient import resolve
-
-                uri = resolve(uri, self._hmac)
-            registry = get_registry()
-            ser = registry.serializer(self._pyroSerializer or cfg.SERIALIZER)(cfg)
-            from pyroplug.core.daemon import _autoproxy
-
-            ser.replace = _autoproxy
-            transport = registry.transport_for(uri.location_kind)(cfg)
-            conn = transport.connect(uri, self._timeout or None)
-            conn.reader = MessageReader(cfg.MAX_MESSAGE_SIZE, self._hmac)
-            if cfg.LOGWIRE:
-                wrap_connection(conn, "proxy")
+            conn, uri, hello = self._open()
             try:
-                response = self._handshake(conn, ser, uri)
+                _send_connecting(conn, uri, hello)
+                response = self._handshake_reply(conn, uri)
             except BaseException:
                 conn.close()
                 raise
-            object.__setattr__(self, "_ser", ser)
-            object.__setattr__(self, "_object_id", uri.object)
-            object.__setattr__(self, "_pyroConnection", conn)
-            if replace_uri:
-                object.__setattr__(self, "_pyroUri", uri)
+            self._adopt(conn, uri, replace_uri)
             try:
                 self._pyroValidateHandshake(response)  # may look at self._pyroConnection (e.g. getpeercert)
             except BaseException:  # refused by the client: the connection closes, the exception propagates
                 object.__setattr__(self, "_pyroConnection", None)
                 conn.close()
                 raise
-            if cfg.METADATA and not self._pyroMethods and not self._pyroAttrs:
+            if self._pyroConfig.METADATA and not self._pyroMethods and not self._pyroAttrs:
                 self._pyroGetMetadata(uri.object)
             return True
 
-    def _handshake(self, conn: Connection, ser: Serializer, uri: URI) -> Any:
+    def _open(self) -> tuple[Connection, URI, bytes]:
+        """Resolve, pick the serializer, encode the handshake and connect (nothing sent yet).
+
+        Returns the new connection, the (resolved) URI and the handshake message.
+        """
+        uri = self._prepare()
+        hello = self._hello(uri)
+        return self._dial(uri), uri, hello
+
+    def _prepare(self) -> URI:
+        """The URI to connect to (PYRONAME/PYROMETA resolved); sets the proxy's serializer and object id."""
         cfg = self._pyroConfig
+        uri = self._pyroUri
+        if uri.protocol != "PYRO":
+            from pyroplug.core.nsclient import resolve
+
+            uri = resolve(uri, self._hmac)
+        ser = get_registry().serializer(self._pyroSerializer or cfg.SERIALIZER)(cfg)
+        ser.replace = _autoproxy()
+        object.__setattr__(self, "_ser", ser)
+        object.__setattr__(self, "_object_id", uri.object)
+        return uri
+
+    def _hello(self, uri: URI) -> bytes:
+        """The encoded handshake message (CONNECT) for ``uri``."""
+        cfg = self._pyroConfig
+        ser = self._ser
+        assert ser is not None
         data: dict[str, Any] = {"handshake": self._pyroHandshake}
         flags = 0
         if cfg.METADATA:
@@ -286,9 +343,32 @@ class Proxy:
         ann = self._request_annotations(clear=False)
         head, payload = encode_parts(MSG_CONNECT, ser.dumps(data), ser.serializer_id, flags, self._pyroSeq, ann,
                                      self._hmac, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE)
+        return head + payload
+
+    def _dial(self, uri: URI) -> Connection:
+        """Connect the transport to ``uri`` and give the connection its reader."""
+        cfg = self._pyroConfig
+        conn = get_registry().transport_for(uri.location_kind)(cfg).connect(uri, self._timeout or None)
+        try:
+            conn.shutdown_on_close = False  # only the thread holding this proxy's lock uses the socket
+            conn.reader = MessageReader(cfg.MAX_MESSAGE_SIZE, self._hmac)
+            if cfg.LOGWIRE:
+                wrap_connection(conn, "proxy")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _adopt(self, conn: Connection, uri: URI, replace_uri: bool) -> None:
+        object.__setattr__(self, "_object_id", uri.object)
+        object.__setattr__(self, "_pyroConnection", conn)
+        if replace_uri:
+            object.__setattr__(self, "_pyroUri", uri)
+
+    def _handshake_reply(self, conn: Connection, uri: URI) -> Any:
+        """Receive and process the daemon's answer to the handshake; returns its handshake response."""
         location = uri.location
         try:
-            conn.send_parts(head, payload)
             msg = conn.recv_message()
         except errors.CommunicationError as exc:
             raise type(exc)(f"cannot connect to {location}: {exc}") from exc
@@ -296,14 +376,19 @@ class Proxy:
             raise errors.CommunicationError(f"cannot connect to {location}: {exc}") from exc
         if msg.type not in (MSG_CONNECTOK, MSG_CONNECTFAIL):
             raise errors.ProtocolError(f"cannot connect to {location}: invalid msg type {msg.type} received")
-        reply_ser = ser if msg.serializer_id == ser.serializer_id else get_registry().serializer_by_id(msg.serializer_id)(cfg)
-        response: Any = reply_ser.loads(msg.data) if msg.data else "?"
+        ser = self._ser
+        assert ser is not None
+        if msg.serializer_id != ser.serializer_id:
+            ser = get_registry().serializer_by_id(msg.serializer_id)(self._pyroConfig)
+        response: Any = ser.loads(msg.data) if msg.data else "?"
         if msg.type == MSG_CONNECTFAIL:
             raise errors.CommunicationError(f"connection to {location} rejected: {response}")
         if msg.annotations:
             self._pyroResponseAnnotations(msg.annotations, msg.type)
         if msg.flags & FLAGS_META_ON_CONNECT:
-            self._process_metadata(response["meta"])
+            meta = response["meta"]
+            self._process_metadata(meta)
+            _remember_methods((uri,) if uri is self._pyroUri else (uri, self._pyroUri), meta)
             response = response["handshake"]
         return response
 
@@ -318,10 +403,15 @@ class Proxy:
                 return gate.yield_during(self._pyroInvoke, methodname, vargs, kwargs, flags, objectId)
         with self._lock:
             conn = self._pyroConnection
+            hello = None
             if conn is None:
-                self._connect()
-                conn = self._pyroConnection
-                assert conn is not None
+                if flags or methodname in self._pyroOneway or type(self)._pyroValidateHandshake is not _BASE_VALIDATE:
+                    self._connect()
+                    conn = self._pyroConnection
+                    assert conn is not None
+                else:  # the handshake goes out with this call, in one send: one round trip saved
+                    uri = self._prepare()
+                    hello = self._hello(uri)
             ser = self._ser
             assert ser is not None
             object_id = objectId or self._object_id
@@ -355,7 +445,20 @@ class Proxy:
                 head, parts = encode_gather(MSG_INVOKE, parts, sid, flags, seq, ann, self._hmac,
                                             cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE)
             try:
-                if parts is None:
+                if hello is not None:  # connect now, with the call encoded: nothing sent yet can fail
+                    conn = self._dial(uri)
+                    self._adopt(conn, uri, False)
+                    try:
+                        if parts is None:
+                            _send_connecting(conn, uri, hello + head + payload)
+                        else:
+                            _send_connecting(conn, uri, hello)
+                            conn.send_gather(head, parts)
+                        self._handshake_reply(conn, uri)  # CONNECTFAIL raises: the daemon closes without the call
+                    except BaseException:
+                        self._pyroRelease()
+                        raise
+                elif parts is None:
                     conn.send_parts(head, payload)
                 else:
                     conn.send_gather(head, parts)
@@ -454,7 +557,8 @@ class Proxy:
         object.__setattr__(self, "_pyroOneway", set(metadata["oneway"]))
         object.__setattr__(self, "_pyroMethods", set(metadata["methods"]))
         object.__setattr__(self, "_pyroAttrs", set(metadata["attrs"]))
-        for cached in [k for k, v in self.__dict__.items() if isinstance(v, _RemoteMethod)]:
+        methods = self._pyroMethods
+        for cached in [k for k, v in self.__dict__.items() if k not in methods and isinstance(v, _RemoteMethod)]:
             del self.__dict__[cached]
         if not self._pyroMethods and not self._pyroAttrs:
             raise errors.PyroError(
@@ -569,3 +673,4 @@ class Proxy:
 #: the hooks a subclass may override; when it does not, the call path skips them
 _BASE_ANNOTATIONS = Proxy._pyroAnnotations
 _BASE_RESPONSE_ANNOTATIONS = Proxy._pyroResponseAnnotations
+_BASE_VALIDATE = Proxy._pyroValidateHandshake

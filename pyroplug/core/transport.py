@@ -78,12 +78,32 @@ class Connection(ABC):
     def __init__(self) -> None:
         self.reader = MessageReader()
         self.pyroInstances: dict[type, Any] = {}
-        self.tracked_resources: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._tracked: weakref.WeakSet[Any] | None = None
         self.keep_open = False
         #: set by the daemon once the handshake succeeded
         self.handshaked = False
         #: time.monotonic() of the last received bytes; maintained by the server type
         self.last_activity = 0.0
+
+    #: a hint for :meth:`close`: wake up threads blocked reading this connection (a socket is shut down
+    #: first); a proxy, whose connection only the thread holding its lock uses, turns it off
+    shutdown_on_close: bool = True
+
+    @property
+    def tracked_resources(self) -> weakref.WeakSet[Any]:
+        """The resources registered with ``current_context.track_resource`` (made on first use)."""
+        tracked = self._tracked
+        if tracked is None:
+            tracked = self._tracked = weakref.WeakSet()
+        return tracked
+
+    @tracked_resources.setter
+    def tracked_resources(self, value: weakref.WeakSet[Any]) -> None:
+        self._tracked = value
+
+    def has_tracked_resources(self) -> bool:
+        """True when resources are tracked on this connection (without making the set)."""
+        return bool(getattr(self, "_tracked", None))
 
     @abstractmethod
     def send(self, data: bytes | bytearray | memoryview) -> None:
@@ -314,10 +334,11 @@ class SocketConnection(Connection):
     def close(self) -> None:
         if self.keep_open:
             return
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except (OSError, AttributeError):
-            pass
+        if self.shutdown_on_close:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except (OSError, AttributeError):
+                pass
         try:
             self.sock.close()
         except OSError:
@@ -417,10 +438,20 @@ class SocketListener(Listener):
         self._sock = sock
         self.location = location
         self.config = config
+        # socket.accept() converts family and type to enums for every connection: done once here
+        self._raw_accept = getattr(sock, "_accept", None)
+        self._family, self._type, self._proto = int(sock.family), int(sock.type), sock.proto
+
+    def _accept_socket(self) -> tuple[socket.socket, Any]:
+        raw = self._raw_accept
+        if raw is None:  # a socket-like object without the socket module's internals
+            return self._sock.accept()
+        fd, addr = raw()
+        return socket.socket(self._family, self._type, self._proto, fileno=fd), addr
 
     def accept(self) -> Connection | None:
         try:
-            csock, _addr = self._sock.accept()
+            csock, addr = self._accept_socket()
         except (TimeoutError, BlockingIOError, InterruptedError):
             return None
         except OSError as exc:
@@ -432,7 +463,9 @@ class SocketListener(Listener):
         except ValueError as exc:  # the listening socket was closed
             raise errors.ConnectionClosedError("accepting: listener closed") from exc
         try:
-            return self.wrap(csock)
+            conn = self.wrap(csock)
+            conn.peer_address = addr  # type: ignore[attr-defined]
+            return conn
         except OSError as exc:  # the peer vanished while we set options on its socket
             log.debug("accepted connection unusable: %s", exc)
             csock.close()

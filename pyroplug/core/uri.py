@@ -44,6 +44,10 @@ class URI:
             return
         if not isinstance(uri, str):
             raise TypeError("uri parameter object is of wrong type")
+        parsed = _parsed_pyro.get(uri)
+        if parsed is not None:  # a PYRO: text parsed before (its fields are immutable values)
+            self.protocol, self.object, self.sockname, self.host, self.port = parsed
+            return
         self.sockname = self.host = self.port = None
         match = _URI_RE.match(uri)
         if not match:
@@ -57,6 +61,9 @@ class URI:
             if not location:
                 raise errors.PyroError("invalid uri")
             self._parse_location(location, None)
+            if len(_parsed_pyro) >= _PARSED_MAX:
+                _parsed_pyro.clear()
+            _parsed_pyro[uri] = self._wire_state()
         elif self.protocol == "PYROMETA":
             self.object = {m.strip() for m in self.object.split(",")}
             self._parse_location(location, _ns_port())
@@ -169,6 +176,11 @@ class URI:
 
     def __setstate__(self, state: tuple) -> None:
         self.protocol, self.object, self.sockname, self.host, self.port = state
+
+
+#: PYRO: URI text -> its parsed fields (PYRONAME/PYROMETA depend on config and are parsed each time)
+_parsed_pyro: dict[str, tuple] = {}
+_PARSED_MAX = 4096
 
 
 def _ns_port() -> int:

@@ -248,3 +248,13 @@ def test_slots_keep_the_object_small():
     uri = URI("PYRO:obj@h:1")
     with pytest.raises(AttributeError):
         uri.extra = 1  # type: ignore[attr-defined]
+
+
+def test_parsed_pyro_uris_are_independent_objects():
+    text = "PYRO:cached.object@example.com:4444"
+    first, second = URI(text), URI(text)
+    assert first == second and first is not second
+    first.host, first.port = "elsewhere", 1
+    third = URI(text)
+    assert (third.host, third.port, second.host) == ("example.com", 4444, "example.com")
+    assert str(third) == text

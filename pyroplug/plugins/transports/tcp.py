@@ -39,6 +39,16 @@ def _tune(sock: socket.socket) -> None:
     socketutil.setKeepalive(sock)
 
 
+def _tuned(sock: socket.socket) -> bool:
+    """True when ``sock`` has TCP_NODELAY and SO_KEEPALIVE on."""
+    try:
+        return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)) and bool(
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+        )
+    except OSError:
+        return False
+
+
 class TCPListener(SocketListener):
     """A listening TCP socket; accepted sockets get TCP_NODELAY, SO_KEEPALIVE and COMMTIMEOUT.
 
@@ -46,11 +56,19 @@ class TCPListener(SocketListener):
     whose TLS handshake runs as the client's records arrive (never inside accept).
     """
 
+    #: whether accepted sockets inherit the listener's TCP_NODELAY and SO_KEEPALIVE (Linux: yes); None: not checked yet
+    _inherits: bool | None = None
+
     def wrap(self, csock: socket.socket) -> Connection:
-        _tune(csock)
+        if not self._inherits:
+            if self._inherits is None:
+                self._inherits = _tuned(csock)
+            if not self._inherits:
+                _tune(csock)
         if self.config.SSL:
             return socketutil.ssl_wrap_server(csock, self.config)
-        csock.setblocking(True)
+        if socket.getdefaulttimeout() is not None:  # else accept() made a blocking socket already
+            csock.setblocking(True)
         if self.config.COMMTIMEOUT:
             csock.settimeout(self.config.COMMTIMEOUT)
         return socketutil.SocketConnection(csock)
@@ -81,7 +99,8 @@ class TCPTransport(Transport):
         for family, sockaddr in addresses:
             sock = socket.socket(family, socket.SOCK_STREAM)
             try:
-                sock.settimeout(timeout or None)
+                if timeout or socket.getdefaulttimeout() is not None:  # else it blocks already: no system call
+                    sock.settimeout(timeout or None)
                 sock.connect(sockaddr)
                 _tune(sock)
             except TimeoutError as exc:  # the builtin, raised by socket timeouts
@@ -118,7 +137,7 @@ class TCPTransport(Transport):
         try:
             if self.config.SOCK_REUSE:
                 socketutil.setReuseAddr(sock)
-            socketutil.setKeepalive(sock)
+            _tune(sock)  # accepted sockets inherit these on Linux: no per-connection system calls then
             socketutil.setNoInherit(sock)
             sock.bind(sockaddr)
             sock.listen(LISTEN_BACKLOG)

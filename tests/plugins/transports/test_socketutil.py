@@ -269,3 +269,33 @@ def test_ssl_context_errors_and_caching(tmp_path):
         socketutil.getSSLcontext(servercert=str(tmp_path / "missing.pem"))
     client = socketutil.getSSLcontext()
     assert socketutil.getSSLcontext() is client  # one per process
+
+
+@pytest.mark.parametrize(
+    ("host", "version", "expected"),
+    [
+        ("127.0.0.1", 4, [(socket.AF_INET, ("127.0.0.1", 9))]),
+        ("127.0.0.1", 0, [(socket.AF_INET, ("127.0.0.1", 9))]),
+        ("::1", 0, [(socket.AF_INET6, ("::1", 9, 0, 0))]),
+        ("[::1]", 6, [(socket.AF_INET6, ("::1", 9, 0, 0))]),
+    ],
+)
+def test_resolve_numeric_addresses_without_the_resolver(monkeypatch, host, version, expected):
+    def no_resolver(*args):
+        raise AssertionError(f"getaddrinfo{args} called for a numeric address")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_resolver)
+    assert socketutil.resolve(host, 9, version) == expected
+
+
+@pytest.mark.parametrize(("host", "version"), [("127.1", 4), ("127.0.0.1", 6), ("localhost", 4), ("::1", 4)])
+def test_resolve_leaves_other_hosts_to_the_resolver(monkeypatch, host, version):
+    asked = []
+
+    def resolver(host, port, *args):
+        asked.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    socketutil.resolve(host, 9, version)
+    assert asked == [host.strip("[]")]
