@@ -157,6 +157,8 @@ class Daemon:
         self.streams = StreamTable(cfg.ITER_STREAM_LIFETIME, cfg.ITER_STREAM_LINGER)
         self.__hmac_key: bytes | None = None
         self._custom_annotations = type(self).annotations is not Daemon.annotations
+        #: (serializer id, object id, handshake response) -> (the object's Members, serialized CONNECTOK data)
+        self._connect_answers: dict[tuple, tuple[Any, bytes]] = {}
         # a burst of oneway calls is run by a few workers; a call waits at most ~2 x spawn_delay behind long ones
         self._oneway_pool = ElasticPool("oneway-call", spawn_delay=0.02) if cfg.ONEWAY_THREADED else None
         self._shutdown_requested = threading.Event()
@@ -425,9 +427,9 @@ class Daemon:
             flags = 0
             if msg.flags & FLAGS_META_ON_CONNECT:
                 flags = FLAGS_META_ON_CONNECT
-                meta = self.objectsById[DAEMON_NAME].get_metadata(data.get("object"), as_lists=True)
-                response = {"handshake": response, "meta": meta}
-            payload = ser.dumps(response)
+                payload = self._connect_answer(ser, data.get("object"), response)
+            else:
+                payload = ser.dumps(response)
             ann = self._reply_annotations(corr)
             reply_type, sid = MSG_CONNECTOK, msg.serializer_id
         except Exception as exc:
@@ -436,10 +438,68 @@ class Daemon:
             payload, flags, reply_type, sid = fail.dumps(str(exc)), 0, MSG_CONNECTFAIL, fail.serializer_id
             # an unaccepted serializer is refused before any user code runs: no annotations() hook then
             ann = self._reply_annotations(corr) if ser is not None else {}
-        conn.send_parts(*encode_parts(reply_type, payload, sid, flags, msg.seq, ann, self.__hmac_key, self.config.COMPRESSION))
+        head, body = encode_parts(reply_type, payload, sid, flags, msg.seq, ann, self.__hmac_key, self.config.COMPRESSION)
         if reply_type == MSG_CONNECTFAIL:
+            conn.send_parts(head, body)
             raise errors.ConnectionClosedError("handshake refused")
         conn.handshaked = True
+        if reader.pending and not self.transportServer.defers_calls():
+            # the client sent its first call with the handshake (pyroplug proxies do)
+            call = reader.next_message()
+            if call is not None:
+                self._answer_with_call(conn, head + body, call)
+                return
+        conn.send_parts(head, body)
+
+    def _answer_with_call(self, conn: Connection, answer: bytes, call: Message) -> None:
+        """Handle ``call``, which came with the handshake, and send the handshake's ``answer`` in front of
+        its reply, in one send (the client waits for both). With no reply (a oneway call, an error) the
+        answer goes out alone, before anything else is sent on the connection.
+        """
+        own: dict[str, Any] = conn.__dict__
+        saved: dict[str, Any] = {name: own[name] for name in ("send_parts", "send_gather") if name in own}  # LOGWIRE
+        send_parts, send_gather = conn.send_parts, conn.send_gather
+
+        def restore() -> None:
+            for name in ("send_parts", "send_gather"):
+                own.pop(name, None)
+            own.update(saved)
+
+        def first_send_parts(head: bytes, payload: Any) -> None:
+            restore()
+            send_parts(answer + head, payload)
+
+        def first_send_gather(head: bytes, parts: list[Any]) -> None:
+            restore()
+            send_gather(answer + head, parts)
+
+        conn.send_parts = first_send_parts  # type: ignore[method-assign]
+        conn.send_gather = first_send_gather  # type: ignore[method-assign]
+        try:
+            self.handle_message(conn, call)
+        finally:
+            if own.get("send_parts") is first_send_parts:  # nothing was sent
+                restore()
+                send_parts(answer, b"")
+
+    def _connect_answer(self, ser: Serializer, object_id: Any, response: Any) -> bytes:
+        """The serialized ``{"handshake": response, "meta": metadata}``, cached per serializer and object
+        while the object's exposed members stay the same (a text response, like the usual "hello")."""
+        obj = self.objectsById.get(object_id) if type(object_id) is str else None
+        if obj is None or type(response) is not str:
+            meta = self.objectsById[DAEMON_NAME].get_metadata(object_id, as_lists=True)
+            return ser.dumps({"handshake": response, "meta": meta})
+        members = members_of(obj, self.config.REQUIRE_EXPOSE)
+        key = (ser.serializer_id, object_id, response)
+        cached = self._connect_answers.get(key)
+        if cached is not None and cached[0] is members:  # the metadata comes from the members alone
+            return cached[1]
+        meta = self.objectsById[DAEMON_NAME].get_metadata(object_id, as_lists=True)
+        payload = ser.dumps({"handshake": response, "meta": meta})
+        if len(self._connect_answers) >= 1024:
+            self._connect_answers.clear()
+        self._connect_answers[key] = (members, payload)
+        return payload
 
     def _refuse_unauthenticated(self, conn: Connection, exc: errors.SecurityError) -> None:
         """Answer a CONNECT that failed its HMAC check: CONNECTFAIL with the reason, marshal, seq 0.

@@ -112,6 +112,12 @@ class ServerType(ABC):
         """The currently open client connections (for diagnostics and tests)."""
         return []
 
+    def defers_calls(self) -> bool:
+        """True while this server type holds back calls it reads (e.g. multiplex, while a call waits for a
+        remote reply). The handler then leaves a call that arrived with a handshake to the server type
+        instead of running it along with the handshake."""
+        return False
+
     def combine_loop(self, server: Any) -> None:
         """Serve ``server`` (another server type, or anything with ``sockets`` and ``events``) from this loop.
 

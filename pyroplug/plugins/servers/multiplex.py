@@ -681,6 +681,10 @@ class MultiplexServer(ServerType):
                 other._maybe_housekeep()
 
     # --- combining ---------------------------------------------------------------------------
+    def defers_calls(self) -> bool:
+        """True while calls wait for remote replies: unrelated calls are deferred until they are done."""
+        return bool(self._gate.corrs)
+
     def combine_loop(self, server: Any) -> None:
         """Serve ``server`` from this loop: another multiplex server, or any object with ``sockets``/``events``."""
         if server is self:
