@@ -443,8 +443,9 @@ class Daemon:
             conn.send_parts(head, body)
             raise errors.ConnectionClosedError("handshake refused")
         conn.handshaked = True
-        if reader.pending and not self.transportServer.defers_calls():
-            # the client sent its first call with the handshake (pyroplug proxies do)
+        if reader.pending and "send_parts" not in conn.__dict__ and not self.transportServer.defers_calls():
+            # the client sent its first call with the handshake (pyroplug proxies do); not with LOGWIRE,
+            # which logs each message it sends
             call = reader.next_message()
             if call is not None:
                 self._answer_with_call(conn, head + body, call)
@@ -457,13 +458,11 @@ class Daemon:
         answer goes out alone, before anything else is sent on the connection.
         """
         own: dict[str, Any] = conn.__dict__
-        saved: dict[str, Any] = {name: own[name] for name in ("send_parts", "send_gather") if name in own}  # LOGWIRE
         send_parts, send_gather = conn.send_parts, conn.send_gather
 
         def restore() -> None:
-            for name in ("send_parts", "send_gather"):
-                own.pop(name, None)
-            own.update(saved)
+            own.pop("send_parts", None)
+            own.pop("send_gather", None)
 
         def first_send_parts(head: bytes, payload: Any) -> None:
             restore()
