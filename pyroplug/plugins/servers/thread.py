@@ -423,8 +423,10 @@ class ThreadServer(ServerType):
     QUICK_WAIT: ClassVar[float] = 0.005
     #: seconds an idle worker above THREADPOOL_SIZE_MIN waits for a job before it exits
     WORKER_IDLE_TIMEOUT: ClassVar[float] = 10.0
-    #: at most this many connections are accepted per readiness of the listener
-    ACCEPT_BATCH: ClassVar[int] = 1024
+    #: connections accepted per readiness of the listener: one, so that the accept thread goes back to its
+    #: (level-triggered) poll right after handing a connection to a worker, instead of first failing
+    #: another accept while the woken worker waits for the interpreter lock
+    ACCEPT_BATCH: ClassVar[int] = 1
     #: how long close() waits for workers and the parker thread, in total
     CLOSE_WAIT: ClassVar[float] = 3.0
 
