@@ -59,7 +59,9 @@ __all__ = [
     "MSG_RESULT",
     "Message",
     "MessageReader",
+    "SplitBody",
     "encode",
+    "register_splitter",
     "encode_gather",
     "encode_parts",
 ]
@@ -103,6 +105,105 @@ _START = 16384  # MessageReader.START
 _LARGE_BODY = _INITIAL - HEADER_SIZE  # bodies larger than this get a dedicated buffer
 _MIN_ROOM = 4096  # MessageReader.MIN_ROOM
 _unpack_chunk = _CHUNK.unpack_from
+
+
+class SplitBody:
+    """The payload of a large message whose one large ``bytes`` value was received on its own.
+
+    ``head`` + ``value`` + ``tail`` are the payload bytes. ``value`` is a ``bytes`` object the socket
+    filled directly, so a serializer that understands this type (see :func:`register_splitter`) hands
+    it out without copying it. Anything else can use ``bytes(body)`` (which joins the parts) or ``len``.
+    """
+
+    __slots__ = ("head", "value", "tail")
+
+    def __init__(self, head: bytes, value: bytes, tail: bytes) -> None:
+        self.head = head
+        self.value = value
+        self.tail = tail
+
+    def __len__(self) -> int:
+        return len(self.head) + len(self.value) + len(self.tail)
+
+    def __bytes__(self) -> bytes:
+        return b"".join((self.head, self.value, self.tail))
+
+    def tobytes(self) -> bytes:
+        """The payload as one bytes object (a copy)."""
+        return bytes(self)
+
+    def __getitem__(self, index: Any) -> Any:
+        return bytes(self)[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SplitBody):
+            return bytes(self) == bytes(other)
+        try:
+            return bytes(self) == bytes(other)  # type: ignore[call-overload]
+        except TypeError:
+            return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<SplitBody head={len(self.head)} value={len(self.value)} tail={len(self.tail)}>"
+
+
+#: serializer id -> function(msgtype, payload prefix, payload size) -> (offset, length) of one large
+#: ``bytes`` value in the payload, or None (see :func:`register_splitter`)
+_SPLITTERS: dict[int, Callable[[int, memoryview, int], tuple[int, int] | None]] = {}
+#: a large value this long or longer is received into a bytes object of its own
+SPLIT_THRESHOLD = 1 << 20
+
+
+def register_splitter(serializer_id: int, locate: Callable[[int, memoryview, int], tuple[int, int] | None]) -> None:
+    """Let large messages of a serializer hand their one large ``bytes`` value out without a copy.
+
+    ``locate(msgtype, prefix, size)`` gets the type (MSG_INVOKE or MSG_RESULT) of a large message
+    without HMAC, compression or special flags, the first received bytes of its payload and the
+    payload size, and returns the (offset, length) of the raw bytes of the value that the serializer
+    can place back into the decoded call or result by itself, or None. The reader then receives that
+    value straight into a ``bytes`` object and the message's ``data`` becomes a :class:`SplitBody`,
+    which the serializer's ``loads``/``loads_call`` must accept.
+    """
+    _SPLITTERS[serializer_id] = locate
+
+
+def _make_writable_bytes() -> Callable[[int], tuple[bytes, memoryview]] | None:
+    """A function making a new, unfilled ``bytes`` object with a writable view of its contents, or None.
+
+    CPython only (the C API's ``PyBytes_FromStringAndSize(NULL, n)``, what ``socket.recv`` uses); the
+    object is filled before anything else sees it. Checked once here, else None (no split receives).
+    """
+    if sys.implementation.name != "cpython":
+        return None
+    try:
+        import ctypes
+
+        new = ctypes.pythonapi.PyBytes_FromStringAndSize
+        new.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
+        new.restype = ctypes.py_object
+        offset = bytes.__basicsize__ - 1  # ob_sval: the header, then the bytes and their NUL
+
+        def writable(size: int) -> tuple[bytes, memoryview]:
+            value = new(None, size)
+            return value, memoryview((ctypes.c_char * size).from_address(id(value) + offset)).cast("B")
+
+        probe, view = writable(7)
+        view[:] = b"pyroplg"
+        view.release()
+        if probe != b"pyroplg" or len(probe) != 7 or hash(probe) != hash(b"pyroplg"):
+            return None
+        return writable
+    except Exception:  # noqa: BLE001 - no ctypes, or an unexpected layout: go without
+        return None
+
+
+_writable_bytes = _make_writable_bytes()
+#: message flags whose payloads are not a plain call or result value
+_NO_SPLIT_FLAGS = FLAGS_COMPRESSED | FLAGS_EXCEPTION | FLAGS_BATCH | FLAGS_ITEMSTREAMRESULT | FLAGS_KEEPSERIALIZED
+#: the most payload bytes a splitter is shown
+_SPLIT_PREFIX = 65536
 
 
 class Message:
@@ -444,6 +545,8 @@ class MessageReader:
         "_big",
         "_bigfill",
         "_bigsize",
+        "_split",
+        "_nosplit",
         "defer_hmac",
     )
 
@@ -468,6 +571,9 @@ class MessageReader:
         self._big: bytearray | None = None  # dedicated body buffer of a large message
         self._bigfill = 0  # bytes of the large body received so far
         self._bigsize = 0  # size of the large body (annotations + data)
+        #: (value, writable view of it, start, end in the body) when the large body's value is received apart
+        self._split: tuple[bytes, memoryview, int, int] | None = None
+        self._nosplit = False  # the large body in progress is not to be split
         #: hand out messages whose HMAC is still to be checked instead of raising (see authenticate())
         self.defer_hmac = False
 
@@ -504,6 +610,18 @@ class MessageReader:
         big = self._big
         fill = self._bigfill
         if big is not None and fill < self._bigsize:
+            if not self._nosplit:
+                del big  # (the split may give the buffer back: no reference of it here meanwhile)
+                self._try_split()
+                big = self._big
+                assert big is not None
+            split = self._split
+            if split is not None:
+                _value, vview, vstart, vend = split
+                if fill < vend:
+                    return vview[fill - vstart :]
+                pos = fill - vend + vstart  # the rest of the body follows the head in the small buffer
+                return memoryview(big)[pos:]
             if type(big) is bytearray:
                 if fill == len(big):
                     grown = bytearray(min(self._bigsize, len(big) + max(len(big), self.BIG_PREALLOC)))
@@ -697,6 +815,15 @@ class MessageReader:
         self._big = None
         self._bigfill = self._bigsize = 0
         self._header = None
+        split = self._split
+        if split is not None:
+            self._split = None
+            value, vview, vstart, _vend = split
+            vview.release()  # no writable view of the value survives
+            with memoryview(big) as view:
+                annotations = _parse_annotations(view, 0, ann_size) if ann_size else None
+                body: Any = SplitBody(view[ann_size:vstart].tobytes(), value, view[vstart:].tobytes())
+            return self._secured(msgtype, body, ser, flags, seq, annotations)
         view = memoryview(big)
         annotations = _parse_annotations(view, 0, ann_size) if ann_size else None
         data: bytes | bytearray | memoryview
@@ -724,6 +851,61 @@ class MessageReader:
             data = self._decompress(data)
             flags &= ~FLAGS_COMPRESSED
         return Message(msgtype, data, ser, flags, seq, annotations)
+
+    def _try_split(self) -> None:
+        """Switch the large body in progress to a split receive when its serializer locates one large
+        ``bytes`` value in the received prefix (see :func:`register_splitter`): the value's bytes then
+        go straight into a bytes object of their own, the few others into a small buffer."""
+        header = self._header
+        big = self._big
+        assert header is not None and big is not None
+        _tagver, msgtype, flags, _seq, size, ser, ann_size, _reserved, _checksum = header
+        fill = self._bigfill
+        if fill < ann_size + 64 and fill < self._bigsize:
+            return  # too little of the payload so far: decide after the next read
+        self._nosplit = True  # decided now, either way
+        locate = _SPLITTERS.get(ser)
+        if (
+            locate is None
+            or self.hmac_key
+            or flags & _NO_SPLIT_FLAGS
+            or (msgtype != MSG_INVOKE and msgtype != MSG_RESULT)
+            or _writable_bytes is None
+        ):
+            return
+        with memoryview(big) as view:
+            if ann_size:
+                try:
+                    if "HMAC" in _parse_annotations(view, 0, ann_size):
+                        return
+                except errors.ProtocolError:
+                    return  # reported when the message is complete
+            try:
+                located = locate(msgtype, view[ann_size : min(fill, ann_size + _SPLIT_PREFIX)], size)
+            except Exception:  # noqa: BLE001 - a splitter's failure only means: no split
+                located = None
+            if located is None:
+                return
+            offset, length = located
+            vstart = ann_size + offset
+            vend = vstart + length
+            tail = self._bigsize - vend
+            if length < SPLIT_THRESHOLD or offset < 0 or vstart > fill or tail < 0 or tail > _LARGE_BODY:
+                return
+            try:
+                value, vview = _writable_bytes(length)
+            except (MemoryError, OverflowError):
+                return
+            got = min(fill, vend) - vstart
+            vview[:got] = view[vstart : vstart + got]
+            rest = bytearray(vstart + tail)  # the body without the value
+            rest[:vstart] = view[:vstart]
+            if fill > vend:
+                rest[vstart : vstart + fill - vend] = view[vend:fill]
+        self._big = rest
+        self._split = (value, vview, vstart, vend)
+        if type(big) is _MMAP_TYPE and _getrefcount is not None and _getrefcount(big) == 2:
+            big_buffers.give(big)  # not needed after all: a spare for the next large body
 
     def _fit(self, size: int) -> None:
         """Make room for a message of ``size`` bytes starting at ``_start``: move it to the front of the
@@ -781,6 +963,8 @@ class MessageReader:
                 self._big = big
                 self._bigfill = have
                 self._bigsize = body
+                self._split = None
+                self._nosplit = _writable_bytes is None
                 self._start = self._end = 0
         return header
 

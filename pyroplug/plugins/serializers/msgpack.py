@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from pyroplug.core import errors
 from pyroplug.core.hookspec import hookimpl
+from pyroplug.core.protocol import MSG_RESULT, SplitBody, register_splitter
 from pyroplug.core.serializer import CallTuple, Serializer, check_call, dict_to_class, wrap_error
 
 try:
@@ -35,6 +36,40 @@ def _object_hook(obj: dict) -> Any:
     if "__class__" in obj:
         return dict_to_class(obj)
     return obj
+
+
+def _locate_bytes(msgtype: int, prefix: memoryview, size: int) -> tuple[int, int] | None:
+    """Where the one large ``bytes`` value of a msgpack payload is (see ``register_splitter``).
+
+    A result that is a bin 32 and nothing else, or a call array ``[obj, method, [args], {kwargs}]`` one
+    of whose positional arguments is a bin 32: (offset, length) of its raw bytes; else None.
+    """
+    if msgtype == MSG_RESULT:
+        if len(prefix) >= 5 and prefix[0] == 0xC6 and 5 + int.from_bytes(prefix[1:5], "big") == size:
+            return 5, size - 5
+        return None
+    if len(prefix) < 8 or prefix[0] != 0x94:  # the call: a fixarray of 4
+        return None
+    unpacker = _msgpack.Unpacker(raw=False, max_buffer_size=len(prefix))
+    unpacker.feed(prefix)
+    try:
+        unpacker.read_array_header()
+        unpacker.skip()  # object id
+        unpacker.skip()  # method name
+        nargs = unpacker.read_array_header()
+        for _ in range(nargs):
+            pos = unpacker.tell()
+            if pos + 5 <= len(prefix) and prefix[pos] == 0xC6:
+                length = int.from_bytes(prefix[pos + 1 : pos + 5], "big")
+                if length >= _SPLIT_MIN and pos + 5 + length <= size:
+                    return pos + 5, length
+            unpacker.skip()
+    except Exception:  # noqa: BLE001 - not a call, or the value starts beyond the prefix
+        return None
+    return None
+
+
+_SPLIT_MIN = 1 << 20
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
@@ -122,6 +157,8 @@ class MsgpackSerializer(Serializer):
 
     def loads(self, data: bytes | bytearray | memoryview) -> Any:
         """Unpack a value, rebuilding Pyro4 class dicts and ext types."""
+        if type(data) is SplitBody:
+            return self._loads_split(data)
         try:
             # a memoryview is a large body: unpacked in place, maps checked by the hook instead of a byte scan
             if type(data) is memoryview or b"__class__" in data:
@@ -132,9 +169,48 @@ class MsgpackSerializer(Serializer):
         except Exception as exc:
             raise wrap_error(exc, "invalid msgpack data") from exc
 
+    def _loads_split(self, body: SplitBody) -> Any:
+        """Unpack a payload whose large bin was received apart (see ``_locate_bytes``): the value is put
+        back in its place as the very bytes object received."""
+        head, tail = body.head, body.tail
+        try:
+            if len(head) == 5 and head[0] == 0xC6 and not tail:  # a result: just the bytes
+                return body.value
+            unpacker = _msgpack.Unpacker(raw=False, ext_hook=_ext_hook, object_hook=_object_hook,
+                                         max_buffer_size=max(len(head), len(tail), 1024))
+            unpacker.feed(head)
+            if unpacker.read_array_header() != 4:
+                raise ValueError("not a call array")
+            obj = unpacker.unpack()
+            method = unpacker.unpack()
+            nargs = unpacker.read_array_header()
+            args = []
+            while unpacker.tell() < len(head) - 5:
+                args.append(unpacker.unpack())
+            if unpacker.tell() != len(head) - 5 or len(args) >= nargs:
+                raise ValueError("bin value out of place")
+            args.append(body.value)
+            unpacker = _msgpack.Unpacker(raw=False, ext_hook=_ext_hook, object_hook=_object_hook,
+                                         max_buffer_size=max(len(tail), 1024))
+            unpacker.feed(tail)
+            for _ in range(nargs - len(args)):
+                args.append(unpacker.unpack())
+            kwargs = unpacker.unpack()
+            if unpacker.tell() != len(tail):
+                raise ValueError("extra data after the call")
+            return [obj, method, args, kwargs]
+        except errors.PyroError:
+            raise
+        except Exception as exc:
+            raise wrap_error(exc, "invalid msgpack data") from exc
+
     def loads_call(self, data: bytes | bytearray | memoryview) -> CallTuple:
         """Unpack a call array ``[obj, method, [vargs], {kwargs}]``."""
         return check_call(self.loads(data))
+
+
+if _msgpack is not None:
+    register_splitter(MsgpackSerializer.serializer_id, _locate_bytes)
 
 
 @hookimpl
