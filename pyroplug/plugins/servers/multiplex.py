@@ -320,6 +320,11 @@ class MultiplexServer(ServerType):
     CLOSE_WAIT: ClassVar[float] = 2.0
     #: seconds a call may wait for a remote reply before a helper thread serves re-entrant calls
     REENTRY_DELAY: ClassVar[float] = 0.002
+    #: with a single busy connection, its next request is awaited this long inside the read itself (one
+    #: system call instead of a poll and a read) before the loop polls again
+    QUICK_WAIT: ClassVar[float] = 0.001
+    #: ... and the loop polls at least this often anyway (new connections, wakeups)
+    QUICK_SPAN: ClassVar[float] = 0.002
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -343,6 +348,9 @@ class MultiplexServer(ServerType):
         self._loop_done.set()
         self._servicing: Connection | None = None  # the connection whose messages are being handled
         self._gate = _Gate(self)
+        #: the single busy connection to read next without polling first, until _quick_until
+        self._quick: Connection | None = None
+        self._quick_until = 0.0
         #: connections out of the selector while their call waits for a remote reply (or runs deferred)
         self._suspended: set[Connection] = set()
         #: connections whose next call is deferred until no call waits for a remote reply
@@ -404,6 +412,9 @@ class MultiplexServer(ServerType):
 
         The per-call path: a connection of this server that is readable goes straight to :meth:`_handle`.
         """
+        quick = self._quick
+        if quick is not None:
+            return self._iterate_quick(me, quick)
         gate = self._gate
         if gate.deferred and not gate.corrs:
             timeout = 0.0
@@ -438,13 +449,47 @@ class MultiplexServer(ServerType):
                     self._drain_wake()
                 elif target is _LISTENER:
                     self._accept_pending()
-                else:
-                    self._handle(target)
+                elif self._handle(target) and len(ready) == 1 and len(self._conns) == 1:
+                    self._start_quick(target)
                 if gate.holder != me:  # the rest of `ready` is stale: the new holder selects again
                     return False
                 if self._closed:
                     return True
             now = _monotonic()
+            if now >= self._next_housekeeping:
+                self._housekeep(now)
+            return gate.holder == me
+        finally:
+            gate.unlock()
+
+    def _start_quick(self, conn: Connection) -> None:
+        """Read the single, busy ``conn`` next without polling (see QUICK_WAIT), where its transport can.
+
+        Not with COMMTIMEOUT (the socket has a timeout then), TLS, combined loops or calls waiting.
+        """
+        if self._combined or not self._owns_selector or self._shutdown or self.config.COMMTIMEOUT > 0:
+            return
+        setter = getattr(conn, "set_receive_wait", None)
+        if setter is not None and setter(self.QUICK_WAIT):
+            self._quick = conn
+            self._quick_until = _monotonic() + self.QUICK_SPAN
+
+    def _iterate_quick(self, me: int, conn: Connection) -> bool:
+        """An iteration that reads the single busy connection, waiting up to QUICK_WAIT, instead of polling.
+
+        Back to polling when nothing (complete) came, at the end of QUICK_SPAN, or when anything else is
+        going on (other connections, calls waiting for remote replies, shutdown).
+        """
+        self._quick = None
+        gate = self._gate
+        gate.lock()
+        try:
+            if gate.corrs or gate.deferred or self._shutdown or len(self._conns) != 1 or gate.holder != me:
+                return gate.holder == me
+            handled = self._handle(conn)
+            now = _monotonic()
+            if handled and now < self._quick_until and gate.holder == me and len(self._conns) == 1:
+                self._quick = conn
             if now >= self._next_housekeeping:
                 self._housekeep(now)
             return gate.holder == me
@@ -529,15 +574,20 @@ class MultiplexServer(ServerType):
         key = self._selector.register(conn, selectors.EVENT_READ, (self, conn))
         self._conns[key.fd] = conn
 
-    def _handle(self, conn: Connection, first: Message | None = None) -> None:
-        """Read ``conn`` once (or take the deferred ``first`` message) and handle every complete message."""
+    def _handle(self, conn: Connection, first: Message | None = None) -> bool:
+        """Read ``conn`` once (or take the deferred ``first`` message) and handle every complete message.
+
+        True when the read brought a message, no call waits for a remote reply and ``conn`` is still open.
+        """
         gate = self._gate
         self._servicing = conn
         gate.serving = self
+        handled = False
         try:
             if first is None and not gate.corrs:  # the common case: no call waits for a remote reply
                 msg = conn.receive()
                 if msg is not None:
+                    handled = True
                     handle_message = self.handler.handle_message  # type: ignore[union-attr]
                     next_message = conn.reader.next_message
                     while msg is not None:
@@ -564,11 +614,12 @@ class MultiplexServer(ServerType):
             self._suspended.discard(conn)
             self._forget(conn)
             self.service_failed(conn, exc)
-            return
+            return False
         finally:
             self._servicing = None
         if self._suspended and conn in self._suspended and conn not in self._deferred_conns:
             self._resume(conn)
+            return False
         if self._closed:  # close() gave up waiting for this call and left the connection to us
             with gate.cv:
                 owned = any(known is conn for known in self._conns.values())
@@ -576,6 +627,8 @@ class MultiplexServer(ServerType):
                     self._forget(conn)
             if owned:
                 self.drop(conn)
+            return False
+        return handled and not gate.corrs and conn not in self._deferred_conns
 
     def _service_gated(self, conn: Connection, first: Message | None) -> None:
         """:meth:`service` while calls wait for remote replies: a call unrelated to them is deferred."""
@@ -643,6 +696,8 @@ class MultiplexServer(ServerType):
 
     def _forget(self, conn: Connection) -> None:
         """Unregister ``conn`` (still open or not) from the selector and the connection table."""
+        if self._quick is conn:
+            self._quick = None
         try:
             key = self._selector.unregister(conn)
             self._conns.pop(key.fd, None)

@@ -314,6 +314,20 @@ class _Waits(EchoHandler):
         super().handle_message(conn, msg)
 
 
+def test_defers_calls_while_a_call_waits(registry, tmp_path):
+    srv = RunningServer(registry, "multiplex", TCP4, str(tmp_path), run_loop=False)
+    try:
+        server = srv.server
+        assert isinstance(server, MultiplexServer)
+        assert not server.defers_calls()
+        server._gate.corrs[b"waiting-call"] += 1
+        assert server.defers_calls()
+        del server._gate.corrs[b"waiting-call"]
+        assert not server.defers_calls()
+    finally:
+        srv.stop()
+
+
 def test_calls_behind_one_that_starts_waiting_are_deferred(registry, tmp_path, selector_kind):
     handler = _Waits()
     with running(registry, "multiplex", TCP4, str(tmp_path), handler=handler) as srv:
@@ -369,3 +383,119 @@ def test_reentrant_callbacks(selector_kind):
             for n in range(3):
                 assert p.ask(listener, n) == n + 100
             assert p.nested(7) == 107
+
+
+# --- a single busy connection: read without polling first (QUICK_WAIT) ----------------------------
+
+
+def _count_polls(server: MultiplexServer) -> list[int]:
+    """Count the server's polls from now on (the list's only item)."""
+    counter = [0]
+    poll = server._poll
+
+    def counting(timeout: float, maxevents: int) -> list[tuple[int, int]]:
+        counter[0] += 1
+        return poll(timeout, maxevents)
+
+    server._poll = counting
+    return counter
+
+
+def _quick_server(registry: Any, tmp_path: Any, **config: Any) -> RunningServer:
+    """A running multiplex server whose quick reads wait long (so that a slow test machine still hits them)."""
+    srv = RunningServer(registry, "multiplex", TCP4, str(tmp_path), run_loop=False, config=test_config(**config))
+    server = srv.server
+    assert isinstance(server, MultiplexServer)
+    server.QUICK_WAIT = 0.2  # type: ignore[misc]
+    server.QUICK_SPAN = 5.0  # type: ignore[misc]
+    srv.thread = threading.Thread(target=srv._run, name="test-loop", daemon=True)
+    srv.thread.start()
+    return srv
+
+
+def test_a_single_busy_connection_is_read_without_polling(registry, tmp_path, selector_kind):
+    srv = _quick_server(registry, tmp_path)
+    try:
+        conn = srv.connect()
+        assert call(conn, b"first") == b"first"
+        polls = _count_polls(srv.server)  # type: ignore[arg-type]
+        for i in range(100):
+            assert call(conn, b"call %d" % i, seq=i) == b"call %d" % i
+        assert polls[0] < 10
+        conn.close()
+        assert wait_until(lambda: len(srv.handler.closed) == 1)
+        time.sleep(0.05)
+        assert len(srv.handler.closed) == 1
+    finally:
+        srv.stop()
+
+
+def test_no_quick_reads_with_commtimeout_or_two_connections(registry, tmp_path):
+    srv = _quick_server(registry, tmp_path, COMMTIMEOUT=5.0)
+    try:
+        conn = srv.connect()
+        assert call(conn, b"first") == b"first"
+        polls = _count_polls(srv.server)  # type: ignore[arg-type]
+        for i in range(20):
+            assert call(conn, b"x", seq=i) == b"x"
+        assert polls[0] >= 19  # one per call (the first one was already waiting in the uncounted poll)
+    finally:
+        srv.stop()
+    srv = _quick_server(registry, tmp_path)
+    try:
+        a, b = srv.connect(), srv.connect()
+        assert call(a, b"a") == b"a" and call(b, b"b") == b"b"
+        polls = _count_polls(srv.server)  # type: ignore[arg-type]
+        for i in range(20):
+            assert call(a, b"a", seq=i) == b"a"
+            assert call(b, b"b", seq=i) == b"b"
+        assert polls[0] >= 39
+    finally:
+        srv.stop()
+
+
+def test_a_busy_connection_does_not_starve_new_ones(registry, tmp_path):
+    with running(registry, "multiplex", TCP4, str(tmp_path)) as srv:  # the default QUICK_WAIT/QUICK_SPAN
+        busy = srv.connect()
+        stop = threading.Event()
+        done = [0]
+
+        def hammer() -> None:
+            seq = 0
+            while not stop.is_set():
+                assert call(busy, b"busy", seq=seq) == b"busy"
+                seq += 1
+                done[0] = seq
+
+        thread = threading.Thread(target=hammer, daemon=True)
+        thread.start()
+        try:
+            assert wait_until(lambda: done[0] > 50)
+            for i in range(5):
+                started = time.monotonic()
+                newcomer = srv.connect()
+                assert call(newcomer, b"new") == b"new"
+                assert time.monotonic() - started < 1.0
+                newcomer.close()
+                assert wait_until(lambda n=i: len(srv.handler.closed) == n + 1)
+        finally:
+            stop.set()
+            thread.join(5)
+        busy.close()
+
+
+def test_shutdown_and_close_during_a_quick_read(registry, tmp_path):
+    srv = _quick_server(registry, tmp_path, POLLTIMEOUT=30)
+    assert isinstance(srv.server, MultiplexServer)
+    srv.server.QUICK_WAIT = 1.0  # type: ignore[misc]
+    conn = srv.connect()
+    assert call(conn, b"x") == b"x"
+    assert call(conn, b"y", seq=1) == b"y"  # the loop now waits in a read of this connection
+    started = time.monotonic()
+    srv.server.close()  # from another thread: returns once the read is over, then closes everything
+    assert wait_closed_by_server(conn)
+    assert srv.thread is not None
+    srv.thread.join(3)
+    assert not srv.thread.is_alive()
+    assert time.monotonic() - started < 2.5
+    assert len(srv.handler.closed) == 1
