@@ -172,22 +172,28 @@ def register_splitter(serializer_id: int, locate: Callable[[int, memoryview, int
 def _make_writable_bytes() -> Callable[[int], tuple[bytes, memoryview]] | None:
     """A function making a new, unfilled ``bytes`` object with a writable view of its contents, or None.
 
-    CPython only (the C API's ``PyBytes_FromStringAndSize(NULL, n)``, what ``socket.recv`` uses); the
-    object is filled before anything else sees it. Checked once here, else None (no split receives).
+    CPython only (the C API's ``PyBytes_FromStringAndSize(NULL, n)``, what ``socket.recv`` uses, and
+    ``PyMemoryView_FromMemory``); the object is filled before anything else sees it, and the view is
+    released before the object is handed out. Checked once here, else None (no split receives).
     """
     if sys.implementation.name != "cpython":
         return None
     try:
         import ctypes
 
-        new = ctypes.pythonapi.PyBytes_FromStringAndSize
+        api = ctypes.pythonapi
+        new = api.PyBytes_FromStringAndSize
         new.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
         new.restype = ctypes.py_object
+        view_of = api.PyMemoryView_FromMemory
+        view_of.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
+        view_of.restype = ctypes.py_object
         offset = bytes.__basicsize__ - 1  # ob_sval: the header, then the bytes and their NUL
+        buf_write = 0x200  # PyBUF_WRITE
 
         def writable(size: int) -> tuple[bytes, memoryview]:
             value = new(None, size)
-            return value, memoryview((ctypes.c_char * size).from_address(id(value) + offset)).cast("B")
+            return value, view_of(id(value) + offset, size, buf_write)
 
         probe, view = writable(7)
         view[:] = b"pyroplg"
