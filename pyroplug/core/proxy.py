@@ -170,25 +170,27 @@ class Proxy:
             raise TypeError("expected Pyro URI")
         # no copy: like Pyro4's, a proxy reads the (global or given) config when it connects and calls
         cfg = config or global_config
-        setattr_ = object.__setattr__
-        setattr_(self, "_pyroConfig", cfg)
-        setattr_(self, "_pyroUri", uri)
-        setattr_(self, "_pyroConnection", None)
-        setattr_(self, "_pyroSerializer", None)
-        setattr_(self, "_pyroMethods", set())
-        setattr_(self, "_pyroAttrs", set())
-        setattr_(self, "_pyroOneway", set())
-        setattr_(self, "_pyroSeq", 0)
-        setattr_(self, "_pyroRawWireResponse", False)
-        setattr_(self, "_pyroHandshake", "hello")
-        setattr_(self, "_pyroMaxRetries", cfg.MAX_RETRIES)
-        setattr_(self, "_hmac", None)
-        setattr_(self, "_timeout", cfg.COMMTIMEOUT)
-        setattr_(self, "_lock", threading.RLock())
-        setattr_(self, "_async", False)
-        setattr_(self, "_ser", None)
-        setattr_(self, "_object_id", None)
+        # the other per-proxy state starts as the class attributes below (set per instance on change)
+        own = self.__dict__
+        own["_pyroConfig"] = cfg
+        own["_pyroUri"] = uri
+        own["_pyroMethods"] = set()
+        own["_pyroAttrs"] = set()
+        own["_pyroOneway"] = set()
+        own["_pyroMaxRetries"] = cfg.MAX_RETRIES
+        own["_timeout"] = cfg.COMMTIMEOUT
+        own["_lock"] = threading.RLock()
         get_registry().serializer(cfg.SERIALIZER)  # fail early on an unknown serializer
+
+    _pyroConnection: Any = None  # a Connection while connected
+    _pyroSerializer: str | None = None
+    _pyroSeq: int = 0
+    _pyroRawWireResponse: bool = False
+    _pyroHandshake: Any = "hello"
+    _hmac: bytes | None = None
+    _async: bool = False
+    _ser: Serializer | None = None
+    _object_id: Any = None
 
     # ------------------------------------------------------------------ attributes
     def __getattr__(self, name: str) -> Any:

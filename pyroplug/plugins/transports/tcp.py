@@ -88,12 +88,12 @@ class TCPTransport(Transport):
         host, port = uri.host, uri.port
         if not host or port is None:
             raise errors.CommunicationError(f"not a tcp location: {uri}")
-        location = format_location(host, port)
         if timeout is None:
             timeout = self.config.COMMTIMEOUT
         try:
             addresses = socketutil.resolve(host, port, self.config.PREFER_IP_VERSION)
         except OSError as exc:
+            location = format_location(host, port)
             raise errors.CommunicationError(f"cannot connect to {location}: cannot resolve host: {exc}") from exc
         last: OSError | None = None
         for family, sockaddr in addresses:
@@ -105,16 +105,16 @@ class TCPTransport(Transport):
                 _tune(sock)
             except TimeoutError as exc:  # the builtin, raised by socket timeouts
                 sock.close()
-                raise errors.TimeoutError(f"cannot connect to {location}: timeout") from exc
+                raise errors.TimeoutError(f"cannot connect to {format_location(host, port)}: timeout") from exc
             except OSError as exc:
                 sock.close()
                 last = exc
                 continue
             if self.config.SSL:  # the server's certificate must name the URI's host
-                sock = socketutil.ssl_wrap_client(sock, self.config, host, location)
+                sock = socketutil.ssl_wrap_client(sock, self.config, host, format_location(host, port))
             return socketutil.SocketConnection(sock)
         reason = "connection refused" if isinstance(last, ConnectionRefusedError) else str(last)
-        raise errors.CommunicationError(f"cannot connect to {location}: {reason}") from last
+        raise errors.CommunicationError(f"cannot connect to {format_location(host, port)}: {reason}") from last
 
     def listen(self, host: str | None = None, port: int = 0, address: str | None = None) -> Listener:
         """Bind ``host``:``port`` (None: the config's HOST; '' or 0.0.0.0: every interface; port 0: a free one).
