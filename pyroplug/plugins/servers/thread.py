@@ -525,6 +525,8 @@ class ThreadServer(ServerType):
         # a busy client's next request is awaited inside the read itself first (one system call instead
         # of a poll and a read); only when none came within QUICK_WAIT does the linger poll take over
         quick = self.config.COMMTIMEOUT <= 0 and _set_receive_wait(conn, self.QUICK_WAIT)
+        if quick:  # a new connection's handshake (or the next request) is awaited inside the read itself
+            ready = True
         try:
             linger = self.LINGER
             deadline = 0.0
