@@ -573,6 +573,8 @@ class MultiplexServer(ServerType):
     def _adopt(self, conn: Connection) -> None:
         key = self._selector.register(conn, selectors.EVENT_READ, (self, conn))
         self._conns[key.fd] = conn
+        if len(self._conns) == 1 and self._quick is None and self._loop_thread == threading.get_ident():
+            self._start_quick(conn)  # the only connection, its handshake on its way: read it next
 
     def _handle(self, conn: Connection, first: Message | None = None) -> bool:
         """Read ``conn`` once (or take the deferred ``first`` message) and handle every complete message.

@@ -49,6 +49,21 @@ def _tuned(sock: socket.socket) -> bool:
         return False
 
 
+def _defer_accept(sock: socket.socket) -> None:
+    """Where the platform can (Linux): let accept() return a connection only once its first bytes arrived.
+
+    A Pyro client always speaks first (the handshake; a TLS client its hello), so the daemon then reads
+    a new connection's handshake at once instead of waking up twice. A connection that stays silent is
+    still accepted, after about a second (and COMMTIMEOUT applies to it as to any other).
+    """
+    option = getattr(socket, "TCP_DEFER_ACCEPT", None)
+    if option is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, option, 1)
+        except OSError:
+            pass
+
+
 class TCPListener(SocketListener):
     """A listening TCP socket; accepted sockets get TCP_NODELAY, SO_KEEPALIVE and COMMTIMEOUT.
 
@@ -138,6 +153,7 @@ class TCPTransport(Transport):
             if self.config.SOCK_REUSE:
                 socketutil.setReuseAddr(sock)
             _tune(sock)  # accepted sockets inherit these on Linux: no per-connection system calls then
+            _defer_accept(sock)
             socketutil.setNoInherit(sock)
             sock.bind(sockaddr)
             sock.listen(LISTEN_BACKLOG)
