@@ -283,7 +283,8 @@ class Daemon:
         if self._closed:
             raise errors.PyroError("daemon is closed")
         self._shutdown_requested.clear()
-        self.transportServer.loop(lambda: not self._shutdown_requested.is_set() and loopCondition())
+        # shutdown() stops the server type's loop itself: no extra check per iteration here
+        self.transportServer.loop(loopCondition)
         if self._shutdown_requested.is_set():
             self.close()
 

@@ -200,6 +200,7 @@ class ServerType(ABC):
             log.warning("closing %r: %s", conn, exc)
         elif isinstance(exc, (errors.ConnectionClosedError, ConnectionError)):
             log.debug("client went away: %r: %s", conn, exc)
+            conn.shutdown_on_close = False  # nothing left to wake or tell: close() alone will do
         elif isinstance(exc, (errors.CommunicationError, errors.SecurityError, OSError)):
             log.info("closing %r: %s: %s", conn, type(exc).__name__, exc)
         else:

@@ -318,6 +318,9 @@ class MultiplexServer(ServerType):
     #: at most this many connections are accepted per readiness of the listener
     #: how long close() waits for a loop running in another thread to return
     CLOSE_WAIT: ClassVar[float] = 2.0
+    #: connections accepted per readiness of the listener: one (the level-triggered poll reports the
+    #: next at once), so a lone new connection costs no failing accept
+    ACCEPT_BATCH: ClassVar[int] = 1
     #: seconds a call may wait for a remote reply before a helper thread serves re-entrant calls
     REENTRY_DELAY: ClassVar[float] = 0.002
     #: with a single busy connection, its next request is awaited this long inside the read itself (one
