@@ -136,12 +136,9 @@ class SplitBody:
         return bytes(self)[index]
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, SplitBody):
+        if isinstance(other, (SplitBody, bytes, bytearray, memoryview)):
             return bytes(self) == bytes(other)
-        try:
-            return bytes(self) == bytes(other)  # type: ignore[call-overload]
-        except TypeError:
-            return NotImplemented
+        return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
 

@@ -151,6 +151,7 @@ def test_split_body_behaves_like_its_bytes() -> None:
     body = SplitBody(b"ab", b"cde", b"f")
     assert len(body) == 6 and bytes(body) == b"abcdef" == body.tobytes()
     assert body[1:4] == b"bcd" and body == b"abcdef" and body == SplitBody(b"a", b"bcdef", b"")
+    assert body != 6 and body != "abcdef" and body == memoryview(b"abcdef")
     assert "value=3" in repr(body)
 
 
