@@ -556,13 +556,14 @@ class Proxy:
     def _process_metadata(self, metadata: dict[str, Any]) -> None:
         if not metadata:
             return
-        object.__setattr__(self, "_pyroOneway", set(metadata["oneway"]))
-        object.__setattr__(self, "_pyroMethods", set(metadata["methods"]))
-        object.__setattr__(self, "_pyroAttrs", set(metadata["attrs"]))
-        methods = self._pyroMethods
-        for cached in [k for k, v in self.__dict__.items() if k not in methods and isinstance(v, _RemoteMethod)]:
-            del self.__dict__[cached]
-        if not self._pyroMethods and not self._pyroAttrs:
+        own = self.__dict__
+        own["_pyroOneway"] = set(metadata["oneway"])
+        methods = own["_pyroMethods"] = set(metadata["methods"])
+        attrs = own["_pyroAttrs"] = set(metadata["attrs"])
+        # cached remote methods the object no longer has (the proxy's own attributes all start with "_")
+        for cached in [k for k in own if k[0] != "_" and k not in methods and isinstance(own[k], _RemoteMethod)]:
+            del own[cached]
+        if not methods and not attrs:
             raise errors.PyroError(
                 "remote object doesn't expose any methods or attributes. Did you forget setting @expose on them?"
             )

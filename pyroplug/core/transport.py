@@ -68,6 +68,17 @@ class FamilyName(str):
         return str(self)
 
 
+class _DefaultReader:
+    """``Connection.reader`` until the connection's owner sets its own: a MessageReader with default limits,
+    made on first access and stored on the instance (where later accesses find it directly)."""
+
+    def __get__(self, conn: Any, owner: type | None = None) -> Any:
+        if conn is None:
+            return self
+        reader = conn.__dict__["reader"] = MessageReader()
+        return reader
+
+
 class Connection(ABC):
     """A connected, ordered byte stream between a proxy and a daemon.
 
@@ -75,8 +86,10 @@ class Connection(ABC):
     instances and ``tracked_resources`` the resources registered with ``track_resource``.
     """
 
+    #: made on first use when its owner (a proxy, a daemon) did not set one of its own
+    reader = _DefaultReader()
+
     def __init__(self) -> None:
-        self.reader = MessageReader()
         self.pyroInstances: dict[type, Any] = {}
         self._tracked: weakref.WeakSet[Any] | None = None
         self.keep_open = False
