@@ -19,6 +19,7 @@ from pyroplug.core.serializer import (
     qualified_name,
     wrap_error,
 )
+from pyroplug.plugins.serializers import serpent_text
 
 __all__ = ["SerpentSerializer", "pyroplug_serializers"]
 
@@ -93,6 +94,9 @@ def _serpent_listener(clazz: type, converter: Any) -> None:
 add_class_listener(_serpent_listener)
 
 
+_UNPARSED = serpent_text.UNPARSED
+
+
 def _text(data: bytes | bytearray | memoryview) -> bytes | bytearray:
     return data.tobytes() if type(data) is memoryview else data
 
@@ -121,10 +125,15 @@ class SerpentSerializer(Serializer):
         # serialize() resets a writer's state: this one is reused by whoever gets its lock
         self._writer = _Writer(self, self._bytes_repr)
         self._writer_lock = threading.Lock()
+        # the fast path never nests deeper than serpent's writer would accept
+        self._depth_limit = min(serpent_text.MAX_DEPTH, self._writer.maximum_level)
 
     def dumps(self, data: Any) -> bytes:
-        """Serialize a value as serpent text (with a reused writer unless another thread or a nested
-        call is using it)."""
+        """Serialize a value as serpent text: plain literals on the fast path (the same bytes), the rest
+        with serpent (a reused writer unless another thread or a nested call is using it)."""
+        fast = serpent_text.encode(data, self._depth_limit)
+        if fast is not None:
+            return fast
         try:
             lock = self._writer_lock
             if lock.acquire(False):
@@ -138,11 +147,21 @@ class SerpentSerializer(Serializer):
         except Exception as exc:
             raise wrap_error(exc, "serpent cannot serialize") from exc
 
+    def dumps_call(self, obj: str, method: str, vargs: Any, kwargs: Any) -> bytes:
+        """Serialize the call 4-tuple, on the fast path when it holds plain literals only."""
+        fast = serpent_text.encode_call(obj, method, vargs, kwargs, self._depth_limit)
+        if fast is not None:
+            return fast
+        return self.dumps((obj, method, vargs, kwargs))
+
     def loads(self, data: bytes | bytearray | memoryview) -> Any:
-        """Parse serpent text, then rebuild Pyro4 class dicts."""
+        """Parse serpent text (plain literals on the fast path, the rest with serpent), then rebuild
+        Pyro4 class dicts."""
         data = _text(data)
         try:
-            value = self._raw_loads(data)
+            value = serpent_text.decode(data)
+            if value is _UNPARSED:
+                value = self._raw_loads(data)
             if b"__class__" in data:
                 value = _recreate(value)
             return value
@@ -155,7 +174,10 @@ class SerpentSerializer(Serializer):
         """Parse a call 4-tuple; only vargs and kwargs are searched for class dicts, like Pyro4."""
         data = _text(data)
         try:
-            obj, method, vargs, kwargs = check_call(self._raw_loads(data))
+            call = serpent_text.decode_call(data)
+            if call is _UNPARSED:
+                call = self._raw_loads(data)
+            obj, method, vargs, kwargs = check_call(call)
             if b"__class__" in data:
                 vargs = _recreate(vargs)
                 kwargs = _recreate(kwargs)
