@@ -138,6 +138,16 @@ _SIMPLE_ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "r": "\r", "t": "\
 _NAMES = {"None": None, "True": True, "False": False}
 
 
+def _unescape_all(body: str) -> str:
+    """``body`` (a string token's text, holding only the escapes repr() writes) with its escapes decoded.
+
+    One C-level pass: characters outside latin-1 become ``\\u``/``\\U`` escapes first, so that the
+    ``unicode_escape`` codec gives every character back as it was (a code point above 0x10FFFF raises
+    UnicodeDecodeError, a ValueError, like ``_unescape``).
+    """
+    return body.encode("latin-1", "backslashreplace").decode("unicode_escape")
+
+
 def _unescape(match: re.Match[str]) -> str:
     code = match.group(1)
     if len(code) == 1:
@@ -192,7 +202,7 @@ def _parse(text: str, pos: int) -> Any:
                 raise _Unsupported
             value: Any = token[1:-1]
             if "\\" in value:
-                value = _ESCAPES.sub(_unescape, value)
+                value = _unescape_all(value)
         elif first == ",":
             if state != _AFTER_VALUE or items is None:
                 raise _Unsupported
@@ -370,8 +380,15 @@ def _parse_json(text: str, pos: int) -> Any:
     return value
 
 
+#: texts longer than this are checked for escape density first (see decode)
+_ESCAPE_CHECK_SIZE = 4096
+
+
 def decode(data: bytes | bytearray) -> Any:
     """The value serpent.loads would return for ``data``, or :data:`UNPARSED` when not sure."""
+    size = len(data)
+    if size > _ESCAPE_CHECK_SIZE and data.count(b"\\") > size // 16:
+        return UNPARSED  # escape-dense text (binary-like strings): serpent's C tokenizer is faster
     try:
         text = data.decode()
     except UnicodeDecodeError:

@@ -215,3 +215,13 @@ def test_serializer_uses_fast_path_results_unchanged() -> None:
     assert math.isnan(nan[0])
     with pytest.raises(errors.SerializeError):
         ser.loads_call(H + b"('o','m',(1),{})")  # "(1)" is not a tuple: check_call refuses it
+
+
+def test_escape_dense_large_text_is_left_to_serpent() -> None:
+    """Binary-like strings (mostly escapes) decode through serpent's own tokenizer, equal either way."""
+    value = "\0\x01\\'" * 5000
+    data = serpent.dumps(value, module_in_classname=True)
+    assert serpent_text.decode(data) is serpent_text.UNPARSED
+    assert serpent_text._unescape_all("a\\x00\\u20ac\\U0001f600\\\\\\'") == "a\0€😀\\'"
+    small = serpent.dumps("\0\\'" * 10, module_in_classname=True)
+    assert serpent_text.decode(small) == "\0\\'" * 10
