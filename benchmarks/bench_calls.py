@@ -20,7 +20,17 @@ import os
 from typing import Any
 
 from benchmarks import Result
-from benchmarks.harness import impl_module, interleaved, make_proxy, pinned, rate_for, save_results, servers
+from benchmarks.harness import (
+    impl_module,
+    interleaved,
+    make_proxy,
+    pinned,
+    rate_for,
+    replicas,
+    rotating,
+    save_results,
+    servers,
+)
 
 NAME = "calls"
 SERIALIZERS = ("marshal", "pickle", "msgpack", "json", "serpent")
@@ -36,8 +46,8 @@ CONNECT_SERIALIZER = "marshal"
 
 
 def _settings(quick: bool) -> tuple[int, float]:
-    """(rounds, seconds per round)."""
-    return (3, 0.15) if quick else (5, 0.3)
+    """(rounds, seconds per round): whole turns over the server replicas (see harness.replicas)."""
+    return (3, 0.15) if quick else (6, 0.25)
 
 
 def small_calls(quick: bool = False) -> list[Result]:
@@ -46,16 +56,19 @@ def small_calls(quick: bool = False) -> list[Result]:
     results = []
     for servertype in SERVER_TYPES:
         for transport in TRANSPORTS:
-            with pinned(), servers(servertype=servertype, transport=transport) as srv:
+            with pinned(), replicas(servertype=servertype, transport=transport) as pairs:
                 for serializer in SERIALIZERS:
-                    proxies = {impl: make_proxy(impl, srv[impl].uri, serializer) for impl in srv}
+                    proxies = [{impl: make_proxy(impl, srv[impl].uri, serializer) for impl in srv} for srv in pairs]
                     try:
-                        for proxy in proxies.values():
-                            assert proxy.add(41, 1) == 42
-                        rates = interleaved(rounds, lambda impl, p=proxies: _small_round(p[impl], seconds))
+                        for pair in proxies:
+                            for proxy in pair.values():
+                                assert proxy.add(41, 1) == 42
+                        pick = rotating(proxies)
+                        rates = interleaved(rounds, lambda impl, pick=pick: _small_round(pick(impl), seconds))
                     finally:
-                        for proxy in proxies.values():
-                            proxy._pyroRelease()
+                        for pair in proxies:
+                            for proxy in pair.values():
+                                proxy._pyroRelease()
                     case = f"small call {serializer} {servertype}/{transport}"
                     results.append(Result(NAME, case, rates["pyroplug"], rates["pyro4"], SMALL_TARGETS[serializer],
                                           "calls/s"))
@@ -94,13 +107,14 @@ def big_echo(quick: bool = False) -> list[Result]:
 
 def connect_call_release(quick: bool = False) -> list[Result]:
     """A fresh proxy per iteration: connect (handshake + metadata), one call, release."""
-    rounds, seconds = (3, 0.3) if quick else (5, 0.5)
+    rounds, seconds = (3, 0.3) if quick else (6, 0.4)
     results = []
     for servertype in SERVER_TYPES:
-        with pinned(), servers(servertype=servertype, transport="tcp") as srv:
+        with pinned(), replicas(servertype=servertype, transport="tcp") as pairs:
+            pick = rotating([{impl: srv[impl].uri for impl in srv} for srv in pairs])
 
-            def one(impl: str) -> float:
-                module, uri = impl_module(impl), srv[impl].uri
+            def one(impl: str, pick: Any = pick) -> float:
+                module, uri = impl_module(impl), pick(impl)
 
                 def cycle() -> None:
                     proxy = module.Proxy(uri)
@@ -110,8 +124,9 @@ def connect_call_release(quick: bool = False) -> list[Result]:
 
                 return rate_for(cycle, seconds, chunk=5)
 
-            for impl in srv:
-                one(impl)  # warm up both servers' pools
+            for _pair in pairs:
+                for impl in pairs[0]:
+                    one(impl)  # warm up every server's pool
             rates = interleaved(rounds, one)
             case = f"connect+call+release {CONNECT_SERIALIZER} {servertype}/tcp"
             results.append(Result(NAME, case, rates["pyroplug"], rates["pyro4"], CONNECT_TARGET, "conn/s"))

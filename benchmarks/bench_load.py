@@ -16,6 +16,8 @@ Servers run in subprocesses (:mod:`benchmarks.server`); rounds alternate and med
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import multiprocessing
 import subprocess
 import sys
@@ -24,7 +26,17 @@ from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
 from benchmarks import Result
-from benchmarks.harness import REPO, Server, interleaved, make_proxy, pinned, rate_for, save_results, servers
+from benchmarks.harness import (
+    REPLICAS,
+    REPO,
+    Server,
+    interleaved,
+    make_proxy,
+    pinned,
+    rate_for,
+    save_results,
+    servers,
+)
 
 NAME = "load"
 ONEWAY_SERIALIZERS = ("marshal", "serpent")
@@ -210,28 +222,39 @@ class IdleResult(Result):
 
 def idle_connections(quick: bool = False) -> tuple[list[Result], dict[str, Any]]:
     """Echo rate of a pyroplug thread daemon with and without 1,000 idle proxies; Pyro4's refusal."""
-    rounds, seconds = (3, 0.3) if quick else (5, 0.5)
+    rounds, seconds = (3, 0.3) if quick else (6, 0.4)
     extra: dict[str, Any] = {}
-    with pinned(), Server("pyroplug", "thread", "tcp") as plain, Server("pyroplug", "thread", "tcp") as loaded:
-        holder = _IdleHolder("pyroplug", loaded.uri, IDLE_PROXIES)
-        try:
-            extra["pyroplug_idle_helper"] = holder.status
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(pinned())
+        # several server processes per side, rounds rotating over them (see harness.replicas)
+        plain = [stack.enter_context(Server("pyroplug", "thread", "tcp")) for _ in range(REPLICAS)]
+        loaded = [stack.enter_context(Server("pyroplug", "thread", "tcp")) for _ in range(REPLICAS)]
+        holders = [_IdleHolder("pyroplug", server.uri, IDLE_PROXIES) for server in loaded]
+        for holder in holders:
+            stack.callback(holder.close)
+        extra["pyroplug_idle_helper"] = holders[0].status
+        for holder in holders:
             if holder.status != f"ok {IDLE_PROXIES}":
                 raise RuntimeError(f"pyroplug did not take {IDLE_PROXIES} idle proxies: {holder.status}")
-            proxies = {
-                "without": make_proxy("pyroplug", plain.uri, IDLE_SERIALIZER),
-                "with": make_proxy("pyroplug", loaded.uri, IDLE_SERIALIZER),
-            }
-            payload = b"x" * 100
-            for proxy in proxies.values():
+        proxies = [
+            {"without": make_proxy("pyroplug", bare.uri, IDLE_SERIALIZER),
+             "with": make_proxy("pyroplug", busy.uri, IDLE_SERIALIZER)}
+            for bare, busy in zip(plain, loaded, strict=True)
+        ]
+        for pair in proxies:
+            stack.callback(pair["without"]._pyroRelease)
+            stack.callback(pair["with"]._pyroRelease)
+        payload = b"x" * 100
+        for pair in proxies:
+            for proxy in pair.values():
                 assert proxy.echo(payload) == payload
-            rates = interleaved(
-                rounds, lambda which: rate_for(lambda: proxies[which].echo(payload), seconds), ("without", "with")
-            )
-            for proxy in proxies.values():
-                proxy._pyroRelease()
-        finally:
-            holder.close()
+        turns = {"without": itertools.count(), "with": itertools.count()}
+
+        def one(which: str) -> float:
+            proxy = proxies[next(turns[which]) % len(proxies)][which]
+            return rate_for(lambda: proxy.echo(payload), seconds)
+
+        rates = interleaved(rounds, one, ("without", "with"))
     kept = rates["with"] / rates["without"]
     case = f"echo with {IDLE_PROXIES} idle proxies (vs none) thread/tcp"
     note = f"both pyroplug; cost {100 * (1 - kept):.1f}% (target < {100 * (1 - IDLE_KEEP):.0f}%)"

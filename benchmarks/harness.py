@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import json
 import os
 import platform
@@ -36,6 +37,8 @@ __all__ = [
     "pin_cpu",
     "pinned",
     "rate_for",
+    "replicas",
+    "rotating",
     "save_results",
     "servers",
 ]
@@ -142,6 +145,43 @@ def servers(**options: Any) -> Iterator[dict[str, Server]]:
     finally:
         for server in started.values():
             server.stop()
+
+
+#: server processes per implementation in the latency cases (see :func:`replicas`)
+REPLICAS = 3
+
+
+@contextlib.contextmanager
+def replicas(count: int = REPLICAS, **options: Any) -> Iterator[list[dict[str, Server]]]:
+    """``count`` independent server pairs (as :func:`servers` makes one), stopped on exit.
+
+    On this VM a server process now and then runs all its connections 20-40% slower than its twins,
+    for its whole life, with either implementation (placement, not code: the same build measured
+    again is fast). One server per side would let that coin decide a cell; the latency cases
+    therefore rotate their rounds over a few server processes per side (:func:`rotating`) and the
+    median sees each process's speed once or twice.
+    """
+    started: list[contextlib.ExitStack] = []
+    pairs: list[dict[str, Server]] = []
+    try:
+        for _ in range(count):
+            stack = contextlib.ExitStack()
+            started.append(stack)
+            pairs.append(stack.enter_context(servers(**options)))
+        yield pairs
+    finally:
+        for stack in started:
+            stack.close()
+
+
+def rotating(items: list[dict[str, Any]]) -> Callable[[str], Any]:
+    """``pick(impl)``: the next of ``items`` (one dict per server pair) for ``impl``, round-robin per impl."""
+    turns = {impl: itertools.count() for impl in IMPLS}
+
+    def pick(impl: str) -> Any:
+        return items[next(turns[impl]) % len(items)][impl]
+
+    return pick
 
 
 def make_proxy(impl: str, uri: str, serializer: str | None = None, connect: bool = True) -> Any:
