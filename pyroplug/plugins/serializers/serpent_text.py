@@ -133,8 +133,6 @@ _TOKEN = re.compile(
     r"|None|True|False"
     r"|[^ ])"
 )
-_ESCAPES = re.compile(r"\\(x..|u....|U........|.)")
-_SIMPLE_ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "r": "\r", "t": "\t"}
 _NAMES = {"None": None, "True": True, "False": False}
 
 
@@ -143,16 +141,9 @@ def _unescape_all(body: str) -> str:
 
     One C-level pass: characters outside latin-1 become ``\\u``/``\\U`` escapes first, so that the
     ``unicode_escape`` codec gives every character back as it was (a code point above 0x10FFFF raises
-    UnicodeDecodeError, a ValueError, like ``_unescape``).
+    UnicodeDecodeError, a ValueError, and serpent's own error decides).
     """
     return body.encode("latin-1", "backslashreplace").decode("unicode_escape")
-
-
-def _unescape(match: re.Match[str]) -> str:
-    code = match.group(1)
-    if len(code) == 1:
-        return _SIMPLE_ESCAPES[code]
-    return chr(int(code[1:], 16))  # above 0x10FFFF: ValueError, and serpent's error decides
 
 
 def _number(token: str) -> Any:
