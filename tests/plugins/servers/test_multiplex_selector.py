@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from pyroplug.core import protocol
-from pyroplug.errors import ConnectionClosedError
 from pyroplug.core.expose import expose
 from pyroplug.core.proxy import Proxy
+from pyroplug.errors import ConnectionClosedError
 from pyroplug.plugins.servers import multiplex
 from pyroplug.plugins.servers.multiplex import EpollSelector, MultiplexServer, new_selector
 from tests.features.support import serve
