@@ -64,6 +64,8 @@ _MARSHAL_ID = 3
 _LAZY_VIEWS: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.items()))
 _NOT_STREAMS = frozenset([type(None), bool, int, float, str, bytes, list, tuple, dict, set])
 #: errors raised in _invoke before any reply byte was sent: reported to the caller, the connection stays usable
+#: values a cache may hand to several connections
+_IMMUTABLE = frozenset([type(None), bool, int, float, str, bytes])
 _STREAM_INTACT = (errors.SerializeError, errors.MessageTooLargeError)
 
 
@@ -159,6 +161,7 @@ class Daemon:
         self._custom_annotations = type(self).annotations is not Daemon.annotations
         #: (serializer id, object id, handshake response) -> (the object's Members, serialized CONNECTOK data)
         self._connect_answers: dict[tuple, tuple[Any, bytes]] = {}
+        self._hellos: dict[tuple[int, bytes], tuple[Any, Any]] = {}  # see _hello_data
         # a burst of oneway calls is run by a few workers; a call waits at most ~2 x spawn_delay behind long ones
         self._oneway_pool = ElasticPool("oneway-call", spawn_delay=0.02) if cfg.ONEWAY_THREADED else None
         self._shutdown_requested = threading.Event()
@@ -421,14 +424,12 @@ class Daemon:
         try:
             if ser is None:
                 raise errors.SerializeError(f"message used serializer that is not accepted: {msg.serializer_id}")
-            data = ser.loads(msg.data)
-            if not isinstance(data, dict) or "handshake" not in data:
-                raise errors.ProtocolError("invalid handshake data")
-            response = self.validateHandshake(conn, data["handshake"])
+            handshake, object_id = self._hello_data(ser, msg)
+            response = self.validateHandshake(conn, handshake)
             flags = 0
             if msg.flags & FLAGS_META_ON_CONNECT:
                 flags = FLAGS_META_ON_CONNECT
-                payload = self._connect_answer(ser, data.get("object"), response)
+                payload = self._connect_answer(ser, object_id, response)
             else:
                 payload = ser.dumps(response)
             ann = self._reply_annotations(corr)
@@ -481,6 +482,25 @@ class Daemon:
             if own.get("send_parts") is first_send_parts:  # nothing was sent
                 restore()
                 send_parts(answer, b"")
+
+    def _hello_data(self, ser: Serializer, msg: Message) -> tuple[Any, Any]:
+        """The handshake value and object id a CONNECT carries; decoded once per distinct CONNECT data
+        when both are immutable (proxies of one program send the same bytes every time)."""
+        data = msg.data
+        key = (msg.serializer_id, data) if type(data) is bytes else None
+        if key is not None:
+            known = self._hellos.get(key)
+            if known is not None:
+                return known
+        decoded = ser.loads(data)
+        if not isinstance(decoded, dict) or "handshake" not in decoded:
+            raise errors.ProtocolError("invalid handshake data")
+        hello = (decoded["handshake"], decoded.get("object"))
+        if key is not None and type(hello[0]) in _IMMUTABLE and type(hello[1]) in _IMMUTABLE:
+            if len(self._hellos) >= 1024:
+                self._hellos.clear()
+            self._hellos[key] = hello
+        return hello
 
     def _connect_answer(self, ser: Serializer, object_id: Any, response: Any) -> bytes:
         """The serialized ``{"handshake": response, "meta": metadata}``, cached per serializer and object

@@ -683,9 +683,12 @@ class MessageReader:
         if end < stop:
             return None
         view = self._view
-        if ann_size:
-            annotations: dict[str, bytes] | None = _parse_annotations(view, start, start + ann_size)
-            data: bytes | bytearray | memoryview = view[start + ann_size : stop].tobytes()
+        if ann_size == 22 and _unpack_chunk(view, start) == _CORR_CHUNK:  # a correlation id only (common)
+            annotations: dict[str, bytes] | None = {"CORR": view[start + 6 : start + 22].tobytes()}
+            data: bytes | bytearray | memoryview = view[start + 22 : stop].tobytes()
+        elif ann_size:
+            annotations = _parse_annotations(view, start, start + ann_size)
+            data = view[start + ann_size : stop].tobytes()
         else:
             annotations = None
             data = view[start:stop].tobytes()
@@ -734,8 +737,9 @@ class MessageReader:
         n = recv_into(self._view)  # the whole shared buffer: nothing is pending in it
         if n >= HEADER_SIZE:
             tag_version, msgtype, flags, seq, size, ser, ann_size, _reserved, checksum = _unpack_header(self._buf, 0)
+            total = HEADER_SIZE + ann_size + size
             if (
-                n == HEADER_SIZE + ann_size + size
+                n >= total
                 and tag_version == _TAG_VERSION
                 and checksum == (msgtype + flags + seq + size + ser + ann_size + _BASE) & 0xFFFF
                 and size >= 0
@@ -746,17 +750,20 @@ class MessageReader:
                 view = self._view
                 if not ann_size:
                     annotations: dict[str, bytes] = {}
-                    data = view[HEADER_SIZE:n].tobytes()
+                    data = view[HEADER_SIZE:total].tobytes()
                 elif ann_size == 22 and _unpack_chunk(view, HEADER_SIZE) == _CORR_CHUNK:
                     annotations = {"CORR": view[30:46].tobytes()}
-                    data = view[46:n].tobytes()
+                    data = view[46:total].tobytes()
                 else:
                     annotations = _parse_annotations(view, HEADER_SIZE, HEADER_SIZE + ann_size)
                     if "HMAC" in annotations:  # refused (or deferred) by the general path
                         self._end = n
                         self._read_header()
                         return self.next_message()
-                    data = view[HEADER_SIZE + ann_size : n].tobytes()
+                    data = view[HEADER_SIZE + ann_size : total].tobytes()
+                if n > total:  # more came (a pipelined message): next_message() takes it from here
+                    self._start = total
+                    self._end = n
                 msg = _new_message(Message)
                 msg.type = msgtype
                 msg.flags = flags

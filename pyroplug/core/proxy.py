@@ -96,16 +96,66 @@ def _uri_key(uri: URI) -> tuple:
     return (uri.protocol, uri.object if type(uri.object) is str else None, uri.host, uri.port, uri.sockname)
 
 
-def _remember_methods(uris: tuple[URI, ...], metadata: dict[str, Any]) -> None:
+class _Members:
+    """An object's exposed members as a handshake reported them: immutable, so proxies can share one."""
+
+    __slots__ = ("methods", "oneway", "attrs", "plain")
+
+    def __init__(self, metadata: Any) -> None:
+        """From a metadata dict (``methods``, ``oneway``, ``attrs``); ProtocolError when it is malformed."""
+        try:
+            self.methods = frozenset(metadata["methods"])
+            self.oneway = frozenset(metadata["oneway"])
+            self.attrs = frozenset(metadata["attrs"])
+        except (KeyError, TypeError) as exc:
+            raise errors.ProtocolError(f"invalid metadata in handshake response: {exc!r}") from None
+        #: the methods a new proxy may call along with its handshake (see _known_methods)
+        self.plain = self.methods.difference(self.oneway) if self.oneway else self.methods
+
+
+#: (serializer id, CONNECTOK data) -> (handshake response, _Members): a daemon answers every handshake
+#: for the same object alike, so a new proxy's answer is decoded once per process, not once per connect
+_connect_answers: dict[tuple[int, bytes], tuple[Any, _Members]] = {}
+_CONNECT_ANSWERS_MAX = 256
+#: handshake responses that may be shared between proxies (immutable)
+_SHAREABLE = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def _connect_answer(ser: Serializer, sid: int, data: Any) -> tuple[Any, _Members]:
+    """The handshake response and members in a CONNECTOK with metadata (decoded once per distinct answer)."""
+    key = (sid, data) if type(data) is bytes else None
+    if key is not None:
+        known = _connect_answers.get(key)
+        if known is not None:
+            return known
+    reply = ser.loads(data)
     try:
-        methods, oneway = metadata["methods"], metadata["oneway"]
-        plain = frozenset(methods).difference(oneway) if oneway else frozenset(methods)
-    except (KeyError, TypeError):
-        return
+        response, meta = reply["handshake"], reply["meta"]
+    except (KeyError, TypeError) as exc:
+        raise errors.ProtocolError(f"invalid handshake response: {exc!r}") from None
+    answer = (response, _Members(meta))
+    if key is not None and type(response) in _SHAREABLE:
+        if len(_connect_answers) >= _CONNECT_ANSWERS_MAX:
+            _connect_answers.clear()
+        _connect_answers[key] = answer
+    return answer
+
+
+def _remember(uris: tuple[URI, ...], plain: frozenset[str]) -> None:
+    """Note the plain methods of the object at each of ``uris`` (see _known_methods)."""
     if len(_known_methods) >= _KNOWN_METHODS_MAX:
         _known_methods.clear()
     for uri in uris:
         _known_methods[_uri_key(uri)] = plain
+
+
+def _remember_methods(uris: tuple[URI, ...], metadata: dict[str, Any]) -> None:
+    """Note the plain methods in ``metadata`` (a metadata dict; ignored when malformed)."""
+    try:
+        members = _Members(metadata)
+    except errors.ProtocolError:
+        return
+    _remember(uris, members.plain)
 
 
 class _RemoteMethod:
@@ -382,16 +432,17 @@ class Proxy:
         assert ser is not None
         if msg.serializer_id != ser.serializer_id:
             ser = get_registry().serializer_by_id(msg.serializer_id)(self._pyroConfig)
-        response: Any = ser.loads(msg.data) if msg.data else "?"
         if msg.type == MSG_CONNECTFAIL:
-            raise errors.CommunicationError(f"connection to {location} rejected: {response}")
-        if msg.annotations:
+            reason = ser.loads(msg.data) if msg.data else "?"
+            raise errors.CommunicationError(f"connection to {location} rejected: {reason}")
+        if msg.annotations and type(self)._pyroResponseAnnotations is not _BASE_RESPONSE_ANNOTATIONS:
             self._pyroResponseAnnotations(msg.annotations, msg.type)
-        if msg.flags & FLAGS_META_ON_CONNECT:
-            meta = response["meta"]
-            self._process_metadata(meta)
-            _remember_methods((uri,) if uri is self._pyroUri else (uri, self._pyroUri), meta)
-            response = response["handshake"]
+        if not msg.flags & FLAGS_META_ON_CONNECT:
+            return ser.loads(msg.data) if msg.data else "?"
+        response, members = _connect_answer(ser, msg.serializer_id, msg.data)
+        self._apply_members(members)
+        if _known_methods.get(_uri_key(uri)) is not members.plain or uri is not self._pyroUri:
+            _remember((uri,) if uri is self._pyroUri else (uri, self._pyroUri), members.plain)
         return response
 
     # ------------------------------------------------------------------ calls
@@ -554,12 +605,14 @@ class Proxy:
         self._process_metadata(self._pyroInvoke("get_metadata", [object_id], {}, objectId=DAEMON_NAME))
 
     def _process_metadata(self, metadata: dict[str, Any]) -> None:
-        if not metadata:
-            return
+        if metadata:
+            self._apply_members(_Members(metadata))
+
+    def _apply_members(self, members: _Members) -> None:
         own = self.__dict__
-        own["_pyroOneway"] = set(metadata["oneway"])
-        methods = own["_pyroMethods"] = set(metadata["methods"])
-        attrs = own["_pyroAttrs"] = set(metadata["attrs"])
+        own["_pyroOneway"] = set(members.oneway)  # the proxy's own sets: users may change them
+        methods = own["_pyroMethods"] = set(members.methods)
+        attrs = own["_pyroAttrs"] = set(members.attrs)
         # cached remote methods the object no longer has (the proxy's own attributes all start with "_")
         for cached in [k for k in own if k[0] != "_" and k not in methods and isinstance(own[k], _RemoteMethod)]:
             del own[cached]

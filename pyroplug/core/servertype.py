@@ -86,6 +86,14 @@ class ServerType(ABC):
         self.handler = handler
         self.listener = listener
 
+    def preset_receive_wait(self, seconds: float) -> None:
+        """Ask the listener to give the connections it accepts ``seconds`` as their receive wait (see
+        ``SocketConnection.set_receive_wait``) where that saves a system call per connection; not with
+        COMMTIMEOUT (its timeouts rule the sockets then)."""
+        setter = getattr(self.listener, "set_receive_wait", None)
+        if setter is not None and self.config.COMMTIMEOUT <= 0:
+            setter(seconds)
+
     @abstractmethod
     def loop(self, loop_condition: Callable[[], bool] = lambda: True) -> None:
         """Serve until :meth:`shutdown` is called or ``loop_condition()`` returns False."""

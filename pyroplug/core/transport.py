@@ -208,6 +208,32 @@ class Connection(ABC):
         return self.gettimeout()
 
 
+def set_receive_timeout(sock: socket.socket, seconds: float) -> bool:
+    """Set SO_RCVTIMEO: a blocking receive on ``sock`` then fails with EAGAIN after ``seconds`` without
+    data (Linux rounds up to the scheduler tick). False when the platform or socket does not allow it."""
+    option = getattr(socket, "SO_RCVTIMEO", None)
+    if option is None:
+        return False
+    whole = int(seconds)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("ll", whole, int((seconds - whole) * 1e6)))
+    except (OSError, ValueError, struct.error):
+        return False
+    return True
+
+
+def receive_timeout(sock: socket.socket) -> float:
+    """The SO_RCVTIMEO of ``sock`` in seconds (0.0: none, or unknown)."""
+    option = getattr(socket, "SO_RCVTIMEO", None)
+    if option is None:
+        return 0.0
+    try:
+        whole, micro = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("ll")))
+    except (OSError, ValueError, struct.error):
+        return 0.0
+    return whole + micro / 1e6
+
+
 class SocketConnection(Connection):
     """A Connection over a connected stream socket (TCP, unix, socketpair, TLS)."""
 
@@ -223,8 +249,8 @@ class SocketConnection(Connection):
         cls = type(self)
         #: the reader may read from the socket directly (no subclass changed how this connection receives)
         self._direct = cls.recv_into is SocketConnection.recv_into and cls.fill is Connection.fill
-        #: the receive timeout set with :meth:`set_receive_wait` (0: none)
-        self._receive_wait = 0.0
+        #: the receive timeout in effect (see :meth:`set_receive_wait`; 0.0: none)
+        self.receive_wait = 0.0
 
     def send(self, data: bytes | bytearray | memoryview) -> None:
         try:
@@ -329,19 +355,18 @@ class SocketConnection(Connection):
         Only for a blocking socket without a Python-level timeout whose reads go straight to the socket;
         returns False (nothing changed) otherwise.
         """
-        if self._receive_wait == seconds:
+        if self.receive_wait == seconds:
             return True
-        if not self._direct or self._pending is not None or not hasattr(socket, "SO_RCVTIMEO"):
+        if not self._direct or self._pending is not None:
             return False
         try:
             if self.sock.gettimeout() is not None:
                 return False
-            whole = int(seconds)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
-                                 struct.pack("ll", whole, int((seconds - whole) * 1e6)))
-        except (OSError, ValueError, struct.error):
+        except (OSError, ValueError):
             return False
-        self._receive_wait = seconds
+        if not set_receive_timeout(self.sock, seconds):
+            return False
+        self.receive_wait = seconds
         return True
 
     def close(self) -> None:
@@ -454,6 +479,17 @@ class SocketListener(Listener):
         # socket.accept() converts family and type to enums for every connection: done once here
         self._raw_accept = getattr(sock, "_accept", None)
         self._family, self._type, self._proto = int(sock.family), int(sock.type), sock.proto
+
+    #: the receive wait (seconds) accepted connections start with, 0.0 for none (see set_receive_wait)
+    receive_wait: float = 0.0
+
+    def set_receive_wait(self, seconds: float) -> bool:
+        """Let connections accepted from now on start with ``seconds`` as their receive wait (see
+        :meth:`SocketConnection.set_receive_wait`) where that costs no system call per connection.
+
+        False (nothing changed) where it would; server types then set it per connection.
+        """
+        return False
 
     def _accept_socket(self) -> tuple[socket.socket, Any]:
         raw = self._raw_accept

@@ -593,6 +593,58 @@ def test_random_split_points(seed):
     assert [fields(m) for m in decode_all(stream, splits=splits)] == expected
 
 
+def _read_some_all(stream: bytes, cuts: list[int], reader: MessageReader | None = None) -> list[tuple]:
+    """Read ``stream`` with ``read_some`` through a fake socket whose reads end at ``cuts``."""
+    reader = reader or MessageReader()
+    bounds = [0, *sorted(set(cuts)), len(stream)]
+    chunks = [stream[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+    def recv_into(buffer: memoryview) -> int:
+        if not chunks:
+            return 0
+        chunk = chunks[0]
+        n = min(len(chunk), len(buffer))
+        buffer[:n] = chunk[:n]
+        chunks[0] = chunk[n:]
+        if not chunks[0]:
+            chunks.pop(0)
+        return n
+
+    got = []
+    while True:
+        try:
+            msg = reader.read_some(recv_into)
+        except errors.ConnectionClosedError:
+            break
+        if msg is not None:
+            got.append(fields(msg))
+    assert reader.idle
+    return got
+
+
+def test_read_some_takes_several_messages_from_one_read():
+    """A handshake answer and the first call's result arrive in one read (pyroplug daemons send them so)."""
+    pair = [
+        encode(MSG_CONNECTOK, b"meta" * 10, 3, FLAGS_META_ON_CONNECT, 0, {"CORR": CORR}),
+        encode(MSG_RESULT, b"\xe9\x03\x00\x00\x00", 3, 0, 1, {"CORR": CORR}),
+        encode(MSG_RESULT, b"r", 3, 0, 2, {"CORR": CORR, "USER": b"u"}),
+        encode(MSG_RESULT, b"plain", 3, 0, 3),
+    ]
+    stream = b"".join(pair)
+    expected = [fields(m) for m in decode_all(stream)]
+    assert [m[2] for m in expected] == [0, 1, 2, 3]
+    assert _read_some_all(stream, []) == expected  # all four in the first read
+    assert _read_some_all(stream, [len(pair[0]) + len(pair[1])]) == expected  # two, then two
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_read_some_gives_the_same_messages_whatever_the_reads(seed):
+    stream, expected = sample_stream()
+    rnd = random.Random(seed)
+    assert _read_some_all(stream, rnd.sample(range(1, len(stream)), 30)) == expected
+    assert _read_some_all(stream, []) == expected
+
+
 def test_many_messages_fed_at_once_without_reading():
     """More queued messages than the initial buffer holds (the buffer grows; nothing is lost)."""
     one = encode(MSG_INVOKE, b"x" * 100, 1)

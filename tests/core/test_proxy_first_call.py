@@ -9,6 +9,7 @@ custom handshake validation) still connect first.
 
 from __future__ import annotations
 
+import socket
 import struct
 import threading
 from collections.abc import Iterator
@@ -205,3 +206,112 @@ def test_the_known_methods_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> 
         proxy_module._remember_methods((proxy_module.URI(f"PYRO:obj{i}@localhost:{9000 + i}"),), meta)
         assert len(proxy_module._known_methods) <= 3
     assert set(proxy_module._known_methods.values()) == {frozenset({"a"})}
+
+
+# --- handshakes decoded once per process ----------------------------------------------------------
+
+
+def test_a_handshake_answer_is_decoded_once_and_each_proxy_gets_its_own_sets(
+    served: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _daemon, _counter, uri = served
+    monkeypatch.setattr(proxy_module, "_connect_answers", {})
+    with Proxy(uri) as first:
+        first.bump()
+        assert len(proxy_module._connect_answers) == 1
+        first._pyroOneway.add("bump")  # Pyro4 users mark methods oneway by hand like this
+    with Proxy(uri) as second:
+        assert second.bump() == 2  # not oneway: the first proxy's change stays its own
+        assert second._pyroOneway == {"poke"}
+        assert second._pyroMethods == {"bump", "poke"}
+        assert second._pyroMethods is not first._pyroMethods
+    assert len(proxy_module._connect_answers) == 1
+
+
+def test_the_connect_answers_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(proxy_module, "_connect_answers", {})
+    monkeypatch.setattr(proxy_module, "_CONNECT_ANSWERS_MAX", 3)
+    ser = proxy_module.get_registry().serializer("marshal")(Config())
+    for i in range(10):
+        data = ser.dumps({"handshake": "hello", "meta": {"methods": [f"m{i}"], "oneway": [], "attrs": []}})
+        response, members = proxy_module._connect_answer(ser, ser.serializer_id, data)
+        assert response == "hello" and members.plain == {f"m{i}"}
+        assert len(proxy_module._connect_answers) <= 3
+
+
+def test_a_mutable_handshake_response_is_not_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(proxy_module, "_connect_answers", {})
+    ser = proxy_module.get_registry().serializer("marshal")(Config())
+    data = ser.dumps({"handshake": {"token": [1]}, "meta": {"methods": ["m"], "oneway": [], "attrs": []}})
+    first, _ = proxy_module._connect_answer(ser, ser.serializer_id, data)
+    first["token"].append(2)
+    second, _ = proxy_module._connect_answer(ser, ser.serializer_id, data)
+    assert second == {"token": [1]}
+    assert proxy_module._connect_answers == {}
+
+
+@pytest.mark.parametrize("reply", [{"handshake": "hello"}, {"handshake": "hello", "meta": {"methods": []}}, ["x"]])
+def test_a_malformed_handshake_answer_is_a_protocol_error(reply: Any) -> None:
+    """A server answering CONNECT with META_ON_CONNECT but no usable metadata."""
+    from pyroplug.core import protocol
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    ser = proxy_module.get_registry().serializer("marshal")(Config())
+
+    def answer() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(protocol.encode(protocol.MSG_CONNECTOK, ser.dumps(reply), ser.serializer_id,
+                                         protocol.FLAGS_META_ON_CONNECT))
+            conn.recv(1)
+
+    server = threading.Thread(target=answer, daemon=True)
+    server.start()
+    try:
+        proxy = Proxy(f"PYRO:thing@127.0.0.1:{listener.getsockname()[1]}")
+        proxy._pyroSerializer = "marshal"
+        with pytest.raises(errors.ProtocolError):
+            proxy._pyroBind()
+        proxy._pyroRelease()
+    finally:
+        server.join(5)
+        listener.close()
+
+
+class RecordingDaemon(Daemon):
+    """Keeps every handshake value it is given, and changes it (a validateHandshake may)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen: list[Any] = []
+
+    def validateHandshake(self, conn: Any, data: Any) -> Any:  # noqa: N802
+        self.seen.append(data)
+        if isinstance(data, dict):
+            data["changed"] = True
+        return super().validateHandshake(conn, data)
+
+
+@pytest.mark.parametrize("handshake", ["hello", {"user": "me"}])
+def test_the_daemon_decodes_mutable_handshakes_afresh(handshake: Any) -> None:
+    daemon = RecordingDaemon(host="127.0.0.1")
+    uri = daemon.register(Counter, "counter")
+    thread = threading.Thread(target=daemon.requestLoop, daemon=True)
+    thread.start()
+    try:
+        for _ in range(3):
+            with Proxy(uri) as proxy:
+                proxy._pyroHandshake = handshake
+                proxy.bump()
+        assert len(daemon.seen) == 3
+        if isinstance(handshake, dict):
+            assert all(seen == {"user": "me", "changed": True} for seen in daemon.seen)
+            assert len({id(seen) for seen in daemon.seen}) == 3
+        else:
+            assert daemon.seen == ["hello"] * 3
+            assert len(daemon._hellos) == 1
+    finally:
+        daemon.shutdown()
+        thread.join(5)
+        daemon.close()

@@ -366,6 +366,7 @@ class MultiplexServer(ServerType):
         self._selector.register(self._wake_r, selectors.EVENT_READ, (self, _WAKE))
         self._selector.register(listener.sock or listener, selectors.EVENT_READ, (self, _LISTENER))
         self._next_housekeeping = _monotonic() + self.housekeeping_interval
+        self.preset_receive_wait(self.QUICK_WAIT)  # what quick mode sets: no system call per connection then
 
     def _use(self, selector: selectors.BaseSelector) -> None:
         """Make ``selector`` this server's, with the loop's shortcuts into it."""

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyroplug import socketutil
 from pyroplug.core import errors
 from pyroplug.core.hookspec import hookimpl
-from pyroplug.core.transport import LISTEN_BACKLOG, Connection, Listener, SocketListener, Transport
+from pyroplug.core.transport import (
+    LISTEN_BACKLOG,
+    Connection,
+    Listener,
+    SocketListener,
+    Transport,
+    receive_timeout,
+    set_receive_timeout,
+)
 
 if TYPE_CHECKING:
     from pyroplug.core.uri import URI
@@ -73,6 +82,18 @@ class TCPListener(SocketListener):
 
     #: whether accepted sockets inherit the listener's TCP_NODELAY and SO_KEEPALIVE (Linux: yes); None: not checked yet
     _inherits: bool | None = None
+    #: whether accepted sockets inherit the listener's SO_RCVTIMEO (Linux: yes); None: not checked yet
+    _inherits_wait: bool | None = None
+
+    def set_receive_wait(self, seconds: float) -> bool:
+        """Set SO_RCVTIMEO on the listening socket: accepted sockets inherit it on Linux (checked on the
+        first one). Only for plain blocking sockets: not with SSL or COMMTIMEOUT."""
+        if self.config.SSL or self.config.COMMTIMEOUT or not sys.platform.startswith("linux") or seconds <= 0:
+            return False
+        if not set_receive_timeout(self._sock, seconds):
+            return False
+        self.receive_wait = seconds
+        return True
 
     def wrap(self, csock: socket.socket) -> Connection:
         if not self._inherits:
@@ -86,7 +107,13 @@ class TCPListener(SocketListener):
             csock.setblocking(True)
         if self.config.COMMTIMEOUT:
             csock.settimeout(self.config.COMMTIMEOUT)
-        return socketutil.SocketConnection(csock)
+        conn = socketutil.SocketConnection(csock)
+        if self.receive_wait:
+            if self._inherits_wait is None:
+                self._inherits_wait = receive_timeout(csock) > 0
+            if self._inherits_wait:
+                conn.receive_wait = self.receive_wait
+        return conn
 
 
 class TCPTransport(Transport):

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from pyroplug.core import errors, protocol
-from pyroplug.core.transport import LISTEN_BACKLOG, Connection, Listener
+from pyroplug.core.transport import LISTEN_BACKLOG, Connection, Listener, receive_timeout
 from pyroplug.core.uri import URI
 from pyroplug.plugins.transports import tcp, unix
 from pyroplug.testing import memory_transport
@@ -183,6 +183,41 @@ def test_tcp_prefer_ip_version_6_binds_ipv6_wildcard():
     try:
         assert listener.sock.family == socket.AF_INET
         assert listener.location == f"0.0.0.0:{listener.port}"
+    finally:
+        listener.close()
+
+
+@pytest.mark.skipif(not IS_LINUX, reason="relies on Linux copying SO_RCVTIMEO to accepted sockets")
+def test_a_tcp_listener_presets_the_receive_wait_of_the_connections_it_accepts():
+    transport = tcp_transport()
+    listener = transport.listen("127.0.0.1", 0)
+    try:
+        assert listener.set_receive_wait(0.02)
+        client = transport.connect(uri_for(listener))
+        client.send(protocol.encode(protocol.MSG_PING, b"first", 3))
+        server = accept_one(listener)
+        assert server.receive_wait == 0.02
+        assert receive_timeout(server.sock) >= 0.02  # the kernel's copy (rounded up to its tick)
+        assert server.set_receive_wait(0.02)  # already in effect
+        assert bytes(server.receive().data) == b"first"
+        started = time.monotonic()
+        assert server.receive() is None  # nothing came within the wait: no message, no error
+        assert time.monotonic() - started >= 0.015
+        client.close()
+        server.close()
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("setting", [{"COMMTIMEOUT": 1.0}, {"SSL": True}])
+def test_no_preset_receive_wait_where_python_or_tls_owns_the_socket(setting):
+    transport = tcp_transport(**setting)
+    listener = socket.socket()
+    try:
+        tcp_listener = tcp.TCPListener(listener, "127.0.0.1:0", transport.config)
+        assert tcp_listener.set_receive_wait(0.02) is False
+        assert tcp_listener.receive_wait == 0.0
+        assert receive_timeout(listener) == 0.0
     finally:
         listener.close()
 
