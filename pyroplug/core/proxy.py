@@ -529,7 +529,7 @@ class Proxy:
                 raise
             annotations = msg.annotations
             if annotations:
-                ctx.response_annotations = dict(annotations)
+                ctx.response_annotations = annotations  # the reader made this dict for this message
                 if cls._pyroResponseAnnotations is not _BASE_RESPONSE_ANNOTATIONS:
                     self._pyroResponseAnnotations(annotations, msg.type)
             if self._pyroRawWireResponse:

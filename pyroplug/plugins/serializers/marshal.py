@@ -251,7 +251,7 @@ class MarshalSerializer(Serializer):
             if type(data) is not bytes or len(data) > _WALK_FIRST or _SEQ_HEADER.search(data) is not None:
                 _check_lengths(data)
             obj, method, vargs, kwargs = check_call(self._loads(data))
-            if _tagged((vargs, kwargs), data):
+            if (b"__class__" in data) if type(data) is bytes else _tagged((vargs, kwargs), data):
                 vargs = recreate_classes(vargs)
                 kwargs = recreate_classes(kwargs)
             return obj, method, vargs, kwargs
