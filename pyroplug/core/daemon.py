@@ -27,12 +27,14 @@ from pyroplug.core.futures import _ExceptionWrapper
 from pyroplug.core.gather import THRESHOLD as _GATHER_THRESHOLD
 from pyroplug.core.gather import value_parts
 from pyroplug.core.protocol import (
+    COMPRESSION_THRESHOLD,
     FLAGS_BATCH,
     FLAGS_EXCEPTION,
     FLAGS_ITEMSTREAMRESULT,
     FLAGS_KEEPSERIALIZED,
     FLAGS_META_ON_CONNECT,
     FLAGS_ONEWAY,
+    MAX_DATA_SIZE,
     MSG_CONNECT,
     MSG_CONNECTFAIL,
     MSG_CONNECTOK,
@@ -43,6 +45,7 @@ from pyroplug.core.protocol import (
     MessageReader,
     encode_gather,
     encode_parts,
+    plain_head,
 )
 from pyroplug.core.registry import get_registry
 from pyroplug.core.serializer import wire_class
@@ -158,6 +161,7 @@ class Daemon:
         self._instance_lock = threading.Lock()
         self.streams = StreamTable(cfg.ITER_STREAM_LIFETIME, cfg.ITER_STREAM_LINGER)
         self.__hmac_key: bytes | None = None
+        self.__plain_replies = True
         self._custom_annotations = type(self).annotations is not Daemon.annotations
         #: (serializer id, object id, handshake response) -> (the object's Members, serialized CONNECTOK data)
         self._connect_answers: dict[tuple, tuple[Any, bytes]] = {}
@@ -180,6 +184,8 @@ class Daemon:
     @_pyroHmacKey.setter
     def _pyroHmacKey(self, value: bytes | str | None) -> None:  # noqa: N802
         self.__hmac_key = value.encode("utf-8") if isinstance(value, str) else value
+        #: replies need no HMAC: _invoke encodes them the short way (see protocol.plain_head)
+        self.__plain_replies = not self.__hmac_key
 
     @property
     def sock(self) -> Any:
@@ -623,6 +629,13 @@ class Daemon:
             payload = ser.dumps(data) if parts is None else b""
             if state.get("response_annotations") or self._custom_annotations:
                 ann = self._reply_annotations(corr)
+            elif parts is None and self.__plain_replies and len(corr) == 16:
+                size = len(payload)
+                if not (config.COMPRESSION and size >= COMPRESSION_THRESHOLD) and not (
+                        0 < config.MAX_MESSAGE_SIZE < size + 22) and size <= MAX_DATA_SIZE:
+                    conn.send_parts(plain_head(MSG_RESULT, size, sid, seq, reply_flags, corr), payload)
+                    return
+                ann = {"CORR": corr}  # encode_parts compresses, or raises the size error
             else:
                 ann = {"CORR": corr}
             if parts is None:

@@ -356,6 +356,18 @@ def encode_parts(
     return (header + ann if ann_size else header), data
 
 
+def plain_head(msgtype: int, size: int, serializer_id: int, seq: int, flags: int = 0, corr: bytes | None = None) -> bytes:
+    """The header of a message with no annotations, or only a 16-byte correlation id ``corr``, for fields
+    the caller keeps in range (``size`` up to MAX_DATA_SIZE and under any max message size, ``seq``,
+    ``flags`` and ``serializer_id`` below 2**16; not compressed, no HMAC): the per-call path. The same
+    bytes as :func:`encode_parts` makes for it."""
+    if corr is None:
+        return _pack_header(_TAG, PROTOCOL_VERSION, msgtype, flags, seq, size, serializer_id, 0, 0,
+                            (msgtype + _BASE + size + serializer_id + flags + seq) & 0xFFFF)
+    return _pack_header(_TAG, PROTOCOL_VERSION, msgtype, flags, seq, size, serializer_id, 22, 0,
+                        (msgtype + _BASE + size + 22 + serializer_id + flags + seq) & 0xFFFF) + _CORR_HEAD + corr
+
+
 def encode_gather(
     msgtype: int,
     parts: list[Any],

@@ -231,6 +231,20 @@ def test_encode_parts_is_encode_and_does_not_copy_the_payload():
     assert body is view
 
 
+@given(
+    msgtype=st.sampled_from([MSG_INVOKE, MSG_RESULT]),
+    data=st.binary(max_size=300),
+    ser=st.integers(0, 0xFFFF),
+    flags=st.integers(0, 0xFFFF).filter(lambda f: not f & FLAGS_COMPRESSED),
+    seq=st.integers(0, 0xFFFF),
+    corr=st.none() | st.binary(min_size=16, max_size=16),
+)
+def test_plain_head_is_what_encode_makes(msgtype, data, ser, flags, seq, corr):
+    """The per-call short encoding (no annotations but a correlation id, no HMAC, no compression)."""
+    expected = encode(msgtype, data, ser, flags, seq, {"CORR": corr} if corr is not None else None)
+    assert protocol.plain_head(msgtype, len(data), ser, seq, flags, corr) + data == expected
+
+
 # ---- flags ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("flag", [f for f in ALL_FLAGS if f != FLAGS_COMPRESSED])
 def test_every_flag_bit_survives(flag):
