@@ -130,6 +130,8 @@ class _Members:
 #: for the same object alike, so a new proxy's answer is decoded once per process, not once per connect
 _connect_answers: dict[tuple[int, bytes], tuple[Any, _Members]] = {}
 _CONNECT_ANSWERS_MAX = 256
+#: (serializer class and protocol, handshake, object id, seq, COMPRESSION, MAX_MESSAGE_SIZE) -> a CONNECT
+_hellos: dict[tuple, bytes] = {}
 #: handshake responses that may be shared between proxies (immutable)
 _SHAREABLE = frozenset({str, int, float, bool, bytes, type(None)})
 
@@ -403,19 +405,35 @@ class Proxy:
         return uri
 
     def _hello(self, uri: URI) -> bytes:
-        """The encoded handshake message (CONNECT) for ``uri``."""
+        """The encoded handshake message (CONNECT) for ``uri``; the same bytes for every proxy with the
+        same settings, so those without annotations or HMAC are encoded once per process."""
         cfg = self._pyroConfig
         ser = self._ser
         assert ser is not None
-        data: dict[str, Any] = {"handshake": self._pyroHandshake}
+        handshake = self._pyroHandshake
+        metadata = cfg.METADATA
+        ann = self._request_annotations(clear=False)
+        key = None
+        if not ann and self._hmac is None and type(handshake) in _SHAREABLE and type(uri.object) is str:
+            # a pickle-family serializer's protocol version changes the bytes: part of the key
+            key = (type(ser), getattr(ser, "protocol", None), handshake, uri.object if metadata else None,
+                   self._pyroSeq, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE)
+            known = _hellos.get(key)
+            if known is not None:
+                return known
+        data: dict[str, Any] = {"handshake": handshake}
         flags = 0
-        if cfg.METADATA:
+        if metadata:
             data["object"] = uri.object
             flags = FLAGS_META_ON_CONNECT
-        ann = self._request_annotations(clear=False)
         head, payload = encode_parts(MSG_CONNECT, ser.dumps(data), ser.serializer_id, flags, self._pyroSeq, ann,
                                      self._hmac, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE)
-        return head + payload
+        hello = head + payload
+        if key is not None:
+            if len(_hellos) >= _CONNECT_ANSWERS_MAX:
+                _hellos.clear()
+            _hellos[key] = hello
+        return hello
 
     def _dial(self, uri: URI) -> Connection:
         """Connect the transport to ``uri`` and give the connection its reader."""

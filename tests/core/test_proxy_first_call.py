@@ -315,3 +315,25 @@ def test_the_daemon_decodes_mutable_handshakes_afresh(handshake: Any) -> None:
         daemon.shutdown()
         thread.join(5)
         daemon.close()
+
+
+def test_an_encoded_handshake_is_reused_only_for_the_same_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(proxy_module, "_hellos", {})
+    config = Config()
+    config.SERIALIZER = "pickle"
+    uri = proxy_module.URI("PYRO:thing@127.0.0.1:9")
+
+    def hello(**settings: Any) -> bytes:
+        proxy = Proxy(uri, config=config)
+        for name, value in settings.items():
+            setattr(proxy, name, value)
+        proxy._prepare()
+        return proxy._hello(uri)
+
+    first = hello()
+    assert hello() is first  # the same settings: encoded once
+    assert hello(_pyroHandshake="other") != first
+    config.PICKLE_PROTOCOL_VERSION = 2
+    assert hello() != first  # another pickle protocol, other bytes
+    assert hello(_pyroHandshake={"mutable": True}) is not hello(_pyroHandshake={"mutable": True})
+    assert len(proxy_module._hellos) == 3
