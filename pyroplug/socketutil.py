@@ -89,8 +89,26 @@ def _config() -> Any:
 # --- addresses ---------------------------------------------------------------------------------
 
 
+#: (host, port, ip_version) -> the address of a numeric host (they never change; names are not kept)
+_literals: dict[tuple[str, int, int], list[tuple[int, tuple[Any, ...]]]] = {}
+
+
 def _literal_address(host: str, port: int, ip_version: int) -> list[tuple[int, tuple[Any, ...]]] | None:
     """The address of a numeric IPv4/IPv6 ``host`` without asking the resolver; None for names."""
+    key = (host, port, ip_version)
+    known = _literals.get(key)
+    if known is not None:
+        return list(known)
+    found = _parse_literal(host, port, ip_version)
+    if found is not None:
+        if len(_literals) >= 1024:
+            _literals.clear()
+        _literals[key] = found
+        return list(found)
+    return None
+
+
+def _parse_literal(host: str, port: int, ip_version: int) -> list[tuple[int, tuple[Any, ...]]] | None:
     if ":" in host:
         if "%" in host or ip_version == 4:  # scoped addresses need the resolver for their scope id
             return None

@@ -50,7 +50,7 @@ from pyroplug.core.workers import call_gates as _call_gates
 
 if TYPE_CHECKING:
     from pyroplug.core.serializer import Serializer
-    from pyroplug.core.transport import Connection
+    from pyroplug.core.transport import Connection, Transport
 
 __all__ = ["Proxy"]
 
@@ -93,6 +93,24 @@ def _send_connecting(conn: Connection, uri: URI, data: bytes) -> None:
         conn.send(data)
     except errors.CommunicationError as exc:
         raise type(exc)(f"cannot connect to {uri.location}: {exc}") from exc
+
+
+#: (registry id, location kind, config id) -> (registry, its transport instance): transports keep
+#: nothing but their config, so proxies share them
+_transports: dict[tuple[int, str, int], tuple[Any, Transport]] = {}
+
+
+def _transport(kind: str, cfg: Config) -> Transport:
+    """The transport for locations of ``kind`` under ``cfg`` (one instance per registry, kind and config)."""
+    registry = get_registry()
+    known = _transports.get((id(registry), kind, id(cfg)))
+    if known is not None and known[0] is registry and known[1].config is cfg:
+        return known[1]
+    transport = registry.transport_for(kind)(cfg)
+    if len(_transports) >= 64:
+        _transports.clear()
+    _transports[(id(registry), kind, id(cfg))] = (registry, transport)
+    return transport
 
 
 def _check_reply(msg: Any, seq: int, sid: int) -> None:
@@ -438,7 +456,7 @@ class Proxy:
     def _dial(self, uri: URI) -> Connection:
         """Connect the transport to ``uri`` and give the connection its reader."""
         cfg = self._pyroConfig
-        conn = get_registry().transport_for(uri.location_kind)(cfg).connect(uri, self._timeout or None)
+        conn = _transport(uri.location_kind, cfg).connect(uri, self._timeout or None)
         try:
             conn.shutdown_on_close = False  # only the thread holding this proxy's lock uses the socket
             conn.reader = MessageReader(cfg.MAX_MESSAGE_SIZE, self._hmac)
@@ -457,22 +475,21 @@ class Proxy:
 
     def _handshake_reply(self, conn: Connection, uri: URI) -> Any:
         """Receive and process the daemon's answer to the handshake; returns its handshake response."""
-        location = uri.location
         try:
             msg = conn.recv_message()
         except errors.CommunicationError as exc:
-            raise type(exc)(f"cannot connect to {location}: {exc}") from exc
+            raise type(exc)(f"cannot connect to {uri.location}: {exc}") from exc
         except errors.SecurityError as exc:  # the reply failed our HMAC check: Pyro4 raises CommunicationError
-            raise errors.CommunicationError(f"cannot connect to {location}: {exc}") from exc
+            raise errors.CommunicationError(f"cannot connect to {uri.location}: {exc}") from exc
         if msg.type not in (MSG_CONNECTOK, MSG_CONNECTFAIL):
-            raise errors.ProtocolError(f"cannot connect to {location}: invalid msg type {msg.type} received")
+            raise errors.ProtocolError(f"cannot connect to {uri.location}: invalid msg type {msg.type} received")
         ser = self._ser
         assert ser is not None
         if msg.serializer_id != ser.serializer_id:
             ser = get_registry().serializer_by_id(msg.serializer_id)(self._pyroConfig)
         if msg.type == MSG_CONNECTFAIL:
             reason = ser.loads(msg.data) if msg.data else "?"
-            raise errors.CommunicationError(f"connection to {location} rejected: {reason}")
+            raise errors.CommunicationError(f"connection to {uri.location} rejected: {reason}")
         if msg.annotations and type(self)._pyroResponseAnnotations is not _BASE_RESPONSE_ANNOTATIONS:
             self._pyroResponseAnnotations(msg.annotations, msg.type)
         if not msg.flags & FLAGS_META_ON_CONNECT:

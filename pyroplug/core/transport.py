@@ -89,14 +89,16 @@ class Connection(ABC):
     #: made on first use when its owner (a proxy, a daemon) did not set one of its own
     reader = _DefaultReader()
 
+    # per-connection state starts as these class attributes (set on the instance when it changes)
+    _tracked: weakref.WeakSet[Any] | None = None
+    keep_open: bool = False
+    #: set by the daemon once the handshake succeeded
+    handshaked: bool = False
+    #: time.monotonic() of the last received bytes; maintained by the server type
+    last_activity: float = 0.0
+
     def __init__(self) -> None:
         self.pyroInstances: dict[type, Any] = {}
-        self._tracked: weakref.WeakSet[Any] | None = None
-        self.keep_open = False
-        #: set by the daemon once the handshake succeeded
-        self.handshaked = False
-        #: time.monotonic() of the last received bytes; maintained by the server type
-        self.last_activity = 0.0
 
     #: a hint for :meth:`close`: wake up threads blocked reading this connection (a socket is shut down
     #: first); a proxy, whose connection only the thread holding its lock uses, turns it off
@@ -240,17 +242,23 @@ class SocketConnection(Connection):
     def __init__(self, sock: socket.socket, keep_open: bool = False) -> None:
         super().__init__()
         self.sock = sock
-        self.keep_open = keep_open
+        if keep_open:
+            self.keep_open = True
         self._send = sock.sendall
         self._recv_into = sock.recv_into
         self._pending = getattr(sock, "pending", None)  # SSLSocket: decrypted bytes not yet read
         # an SSLSocket has sendmsg, but it raises NotImplementedError: gathering sends are plain-socket only
         self._sendmsg = None if self._pending is not None else getattr(sock, "sendmsg", None)
-        cls = type(self)
-        #: the reader may read from the socket directly (no subclass changed how this connection receives)
-        self._direct = cls.recv_into is SocketConnection.recv_into and cls.fill is Connection.fill
-        #: the receive timeout in effect (see :meth:`set_receive_wait`; 0.0: none)
-        self.receive_wait = 0.0
+
+    #: the reader may read from the socket directly (no subclass changed how this connection receives)
+    _direct: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._direct = cls.recv_into is SocketConnection.recv_into and cls.fill is Connection.fill
+
+    #: the receive timeout in effect (see :meth:`set_receive_wait`; 0.0: none)
+    receive_wait: float = 0.0
 
     def send(self, data: bytes | bytearray | memoryview) -> None:
         try:
