@@ -27,14 +27,12 @@ from pyroplug.core.futures import _ExceptionWrapper
 from pyroplug.core.gather import THRESHOLD as _GATHER_THRESHOLD
 from pyroplug.core.gather import value_parts
 from pyroplug.core.protocol import (
-    COMPRESSION_THRESHOLD,
     FLAGS_BATCH,
     FLAGS_EXCEPTION,
     FLAGS_ITEMSTREAMRESULT,
     FLAGS_KEEPSERIALIZED,
     FLAGS_META_ON_CONNECT,
     FLAGS_ONEWAY,
-    MAX_DATA_SIZE,
     MSG_CONNECT,
     MSG_CONNECTFAIL,
     MSG_CONNECTOK,
@@ -45,7 +43,7 @@ from pyroplug.core.protocol import (
     MessageReader,
     encode_gather,
     encode_parts,
-    plain_head,
+    encode_plain,
 )
 from pyroplug.core.registry import get_registry
 from pyroplug.core.serializer import wire_class
@@ -438,7 +436,7 @@ class Daemon:
                 payload = self._connect_answer(ser, object_id, response)
             else:
                 payload = ser.dumps(response)
-            ann = self._reply_annotations(corr)
+            ann = self._reply_annotations(corr) if current_context.response_annotations or self._custom_annotations else None
             reply_type, sid = MSG_CONNECTOK, msg.serializer_id
         except Exception as exc:
             log.debug("handshake refused: %s", exc)
@@ -446,7 +444,11 @@ class Daemon:
             payload, flags, reply_type, sid = fail.dumps(str(exc)), 0, MSG_CONNECTFAIL, fail.serializer_id
             # an unaccepted serializer is refused before any user code runs: no annotations() hook then
             ann = self._reply_annotations(corr) if ser is not None else {}
-        head, body = encode_parts(reply_type, payload, sid, flags, msg.seq, ann, self.__hmac_key, self.config.COMPRESSION)
+        if ann is None and self.__plain_replies:  # the usual answer: its correlation id only
+            head, body = encode_plain(reply_type, payload, sid, flags, msg.seq, corr, self.config.COMPRESSION)
+        else:
+            head, body = encode_parts(reply_type, payload, sid, flags, msg.seq, ann if ann is not None else {"CORR": corr},
+                                      self.__hmac_key, self.config.COMPRESSION)
         if reply_type == MSG_CONNECTFAIL:
             conn.send_parts(head, body)
             raise errors.ConnectionClosedError("handshake refused")
@@ -629,13 +631,10 @@ class Daemon:
             payload = ser.dumps(data) if parts is None else b""
             if state.get("response_annotations") or self._custom_annotations:
                 ann = self._reply_annotations(corr)
-            elif parts is None and self.__plain_replies and len(corr) == 16:
-                size = len(payload)
-                if not (config.COMPRESSION and size >= COMPRESSION_THRESHOLD) and not (
-                        0 < config.MAX_MESSAGE_SIZE < size + 22) and size <= MAX_DATA_SIZE:
-                    conn.send_parts(plain_head(MSG_RESULT, size, sid, seq, reply_flags, corr), payload)
-                    return
-                ann = {"CORR": corr}  # encode_parts compresses, or raises the size error
+            elif parts is None and self.__plain_replies:
+                conn.send_parts(*encode_plain(MSG_RESULT, payload, sid, reply_flags, seq, corr, config.COMPRESSION,
+                                              config.MAX_MESSAGE_SIZE))
+                return
             else:
                 ann = {"CORR": corr}
             if parts is None:

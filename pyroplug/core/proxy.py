@@ -24,14 +24,12 @@ from pyroplug.core.expose import PRIVATE_DUNDERS
 from pyroplug.core.gather import THRESHOLD as _GATHER_THRESHOLD
 from pyroplug.core.gather import call_parts
 from pyroplug.core.protocol import (
-    COMPRESSION_THRESHOLD,
     FLAGS_BATCH,
     FLAGS_EXCEPTION,
     FLAGS_ITEMSTREAMRESULT,
     FLAGS_KEEPSERIALIZED,
     FLAGS_META_ON_CONNECT,
     FLAGS_ONEWAY,
-    MAX_DATA_SIZE,
     MSG_CONNECT,
     MSG_CONNECTFAIL,
     MSG_CONNECTOK,
@@ -40,7 +38,7 @@ from pyroplug.core.protocol import (
     MessageReader,
     encode_gather,
     encode_parts,
-    plain_head,
+    encode_plain,
 )
 from pyroplug.core.registry import get_registry
 from pyroplug.core.serializer import wire_class
@@ -557,8 +555,12 @@ class Proxy:
             cfg = self._pyroConfig
             sid = ser.serializer_id
             if parts is None:
-                head, payload = encode_parts(MSG_INVOKE, payload, sid, flags, seq, ann, self._hmac,
-                                             cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE)
+                if ann is None and self._hmac is None:
+                    head, payload = encode_plain(MSG_INVOKE, payload, sid, flags, seq, None, cfg.COMPRESSION,
+                                                 cfg.MAX_MESSAGE_SIZE)
+                else:
+                    head, payload = encode_parts(MSG_INVOKE, payload, sid, flags, seq, ann, self._hmac,
+                                                 cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE)
             else:
                 head, parts = encode_gather(MSG_INVOKE, parts, sid, flags, seq, ann, self._hmac,
                                             cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE)
@@ -609,15 +611,9 @@ class Proxy:
         payload = ser.dumps_call(self._object_id, methodname, vargs, kwargs)
         seq = self.__dict__["_pyroSeq"] = (self._pyroSeq + 1) & 0xFFFF
         sid = ser.serializer_id
-        size = len(payload)
         cfg = self._pyroConfig
         try:
-            if size <= MAX_DATA_SIZE and not (cfg.COMPRESSION and size >= COMPRESSION_THRESHOLD) and not (
-                    0 < cfg.MAX_MESSAGE_SIZE < size):  # else encode_parts compresses, or raises the size error
-                conn.send_parts(plain_head(MSG_INVOKE, size, sid, seq), payload)
-            else:
-                conn.send_parts(*encode_parts(MSG_INVOKE, payload, sid, 0, seq, None, None, cfg.COMPRESSION,
-                                              cfg.MAX_MESSAGE_SIZE))
+            conn.send_parts(*encode_plain(MSG_INVOKE, payload, sid, 0, seq, None, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE))
             msg = conn.recv_message()
             if msg.type != MSG_RESULT or msg.seq != seq or msg.serializer_id != sid:
                 _check_reply(msg, seq, sid)

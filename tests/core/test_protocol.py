@@ -233,16 +233,25 @@ def test_encode_parts_is_encode_and_does_not_copy_the_payload():
 
 @given(
     msgtype=st.sampled_from([MSG_INVOKE, MSG_RESULT]),
-    data=st.binary(max_size=300),
+    data=st.binary(max_size=300) | st.just(b"compressible " * 40),
     ser=st.integers(0, 0xFFFF),
     flags=st.integers(0, 0xFFFF).filter(lambda f: not f & FLAGS_COMPRESSED),
-    seq=st.integers(0, 0xFFFF),
-    corr=st.none() | st.binary(min_size=16, max_size=16),
+    seq=st.integers(0, 0x1FFFF),
+    corr=st.none() | st.binary(min_size=16, max_size=16) | st.binary(max_size=20),
+    compress=st.booleans(),
+    max_size=st.sampled_from([0, 100, 250, 1000]),
 )
-def test_plain_head_is_what_encode_makes(msgtype, data, ser, flags, seq, corr):
-    """The per-call short encoding (no annotations but a correlation id, no HMAC, no compression)."""
-    expected = encode(msgtype, data, ser, flags, seq, {"CORR": corr} if corr is not None else None)
-    assert protocol.plain_head(msgtype, len(data), ser, seq, flags, corr) + data == expected
+def test_encode_plain_is_what_encode_parts_makes(msgtype, data, ser, flags, seq, corr, compress, max_size):
+    """The per-call short encoding (a correlation id at most, no HMAC): the same bytes and errors."""
+    ann = {"CORR": corr} if corr is not None else None
+    try:
+        expected = protocol.encode_parts(msgtype, data, ser, flags, seq, ann, None, compress, max_size)
+    except errors.PyroError as exc:
+        with pytest.raises(type(exc)):
+            protocol.encode_plain(msgtype, data, ser, flags, seq, corr, compress, max_size)
+        return
+    head, body = protocol.encode_plain(msgtype, data, ser, flags, seq, corr, compress, max_size)
+    assert head + bytes(body) == expected[0] + bytes(expected[1])
 
 
 # ---- flags ---------------------------------------------------------------------------------
