@@ -582,13 +582,8 @@ class Daemon:
                     conn.reader.recycle(msg)
             # the call context, written straight into this thread's dict of the thread-local
             state = current_context.__dict__
-            state["client"] = conn
-            state["client_sock_addr"] = getattr(conn, "peer_address", None)
-            state["seq"] = seq
-            state["annotations"] = annotations
-            state["msg_flags"] = flags
-            state["serializer_id"] = sid
-            state["correlation_id_bytes"] = corr
+            state.update(client=conn, client_sock_addr=getattr(conn, "peer_address", None), seq=seq,
+                         annotations=annotations, msg_flags=flags, serializer_id=sid, correlation_id_bytes=corr)
             obj = self.objectsById.get(object_id)
             if obj is None:
                 raise errors.DaemonError("unknown object")

@@ -356,14 +356,6 @@ def encode_parts(
     return (header + ann if ann_size else header), data
 
 
-def _plain_head(msgtype: int, size: int, serializer_id: int, seq: int, flags: int, corr: bytes | None) -> bytes:
-    if corr is None:
-        return _pack_header(_TAG, PROTOCOL_VERSION, msgtype, flags, seq, size, serializer_id, 0, 0,
-                            (msgtype + _BASE + size + serializer_id + flags + seq) & 0xFFFF)
-    return _pack_header(_TAG, PROTOCOL_VERSION, msgtype, flags, seq, size, serializer_id, 22, 0,
-                        (msgtype + _BASE + size + 22 + serializer_id + flags + seq) & 0xFFFF) + _CORR_HEAD + corr
-
-
 def encode_plain(
     msgtype: int,
     data: bytes | bytearray | memoryview,
@@ -380,7 +372,11 @@ def encode_plain(
     if (size <= MAX_DATA_SIZE and not (compress and size >= COMPRESSION_THRESHOLD)
             and (corr is None or len(corr) == 16) and not 0 < max_size < size + (0 if corr is None else 22)):
         try:
-            return _plain_head(msgtype, size, serializer_id, seq, flags, corr), data
+            if corr is None:
+                return _pack_header(_TAG, PROTOCOL_VERSION, msgtype, flags, seq, size, serializer_id, 0, 0,
+                                    (msgtype + _BASE + size + serializer_id + flags + seq) & 0xFFFF), data
+            return _pack_header(_TAG, PROTOCOL_VERSION, msgtype, flags, seq, size, serializer_id, 22, 0,
+                                (msgtype + _BASE + size + 22 + serializer_id + flags + seq) & 0xFFFF) + _CORR_HEAD + corr, data
         except struct.error:
             pass  # a field out of range: encode_parts names it
     return encode_parts(msgtype, data, serializer_id, flags, seq, None if corr is None else {"CORR": corr}, None,
@@ -704,6 +700,10 @@ class MessageReader:
         if header is None:
             if self._end - self._start < HEADER_SIZE:
                 return None
+            if self._big is None and not self.hmac_key:
+                msg = self._take(self._start, self._end)  # e.g. a call pipelined with its handshake
+                if msg is not None:
+                    return msg
             header = self._read_header()
         if self._big is not None:
             return self._big_message(header)
@@ -767,41 +767,8 @@ class MessageReader:
             return self.next_message()
         n = recv_into(self._view)  # the whole shared buffer: nothing is pending in it
         if n >= HEADER_SIZE:
-            tag_version, msgtype, flags, seq, size, ser, ann_size, _reserved, checksum = _unpack_header(self._buf, 0)
-            total = HEADER_SIZE + ann_size + size
-            if (
-                n >= total
-                and tag_version == _TAG_VERSION
-                and checksum == (msgtype + flags + seq + size + ser + ann_size + _BASE) & 0xFFFF
-                and size >= 0
-                and 0 < msgtype < 7
-                and not flags & FLAGS_COMPRESSED
-                and not 0 < self.max_size < size + ann_size
-            ):
-                view = self._view
-                if not ann_size:
-                    annotations: dict[str, bytes] = {}
-                    data = view[HEADER_SIZE:total].tobytes()
-                elif ann_size == 22 and _unpack_chunk(view, HEADER_SIZE) == _CORR_CHUNK:
-                    annotations = {"CORR": view[30:46].tobytes()}
-                    data = view[46:total].tobytes()
-                else:
-                    annotations = _parse_annotations(view, HEADER_SIZE, HEADER_SIZE + ann_size)
-                    if "HMAC" in annotations:  # refused (or deferred) by the general path
-                        self._end = n
-                        self._read_header()
-                        return self.next_message()
-                    data = view[HEADER_SIZE + ann_size : total].tobytes()
-                if n > total:  # more came (a pipelined message): next_message() takes it from here
-                    self._start = total
-                    self._end = n
-                msg = _new_message(Message)
-                msg.type = msgtype
-                msg.flags = flags
-                msg.seq = seq
-                msg.serializer_id = ser
-                msg.annotations = annotations
-                msg.data = data
+            msg = self._take(0, n)
+            if msg is not None:
                 return msg
         elif not n:
             raise errors.ConnectionClosedError("receiving: connection closed")
@@ -809,6 +776,50 @@ class MessageReader:
         if n >= HEADER_SIZE:
             self._read_header()
         return self.next_message()
+
+    def _take(self, start: int, end: int) -> Message | None:
+        """The short path: the message at ``start`` of the shared buffer (``end`` bytes in it, at least a
+        header's worth) when it is whole, uncompressed and has no HMAC; with the same checks as
+        :meth:`buffer_updated` and :meth:`next_message`. None (nothing consumed) for anything else, which
+        the general path then handles."""
+        tag_version, msgtype, flags, seq, size, ser, ann_size, _reserved, checksum = _unpack_header(self._buf, start)
+        body = start + HEADER_SIZE
+        stop = body + ann_size + size
+        if not (
+            end >= stop
+            and tag_version == _TAG_VERSION
+            and checksum == (msgtype + flags + seq + size + ser + ann_size + _BASE) & 0xFFFF
+            and size >= 0
+            and 0 < msgtype < 7
+            and not flags & FLAGS_COMPRESSED
+            and not 0 < self.max_size < size + ann_size
+        ):
+            return None
+        view = self._view
+        if not ann_size:
+            annotations: dict[str, bytes] = {}
+            data = view[body:stop].tobytes()
+        elif ann_size == 22 and _unpack_chunk(view, body) == _CORR_CHUNK:
+            annotations = {"CORR": view[body + 6 : body + 22].tobytes()}
+            data = view[body + 22 : stop].tobytes()
+        else:
+            annotations = _parse_annotations(view, body, body + ann_size)
+            if "HMAC" in annotations:  # refused (or deferred) by the general path
+                return None
+            data = view[body + ann_size : stop].tobytes()
+        if stop < end:  # more came (a pipelined message): taken from here next
+            self._start = stop
+            self._end = end
+        elif start:
+            self._start = self._end = 0
+        msg = _new_message(Message)
+        msg.type = msgtype
+        msg.flags = flags
+        msg.seq = seq
+        msg.serializer_id = ser
+        msg.annotations = annotations
+        msg.data = data
+        return msg
 
     def read_message(self, recv_into: Callable[[memoryview], int]) -> Message:
         """Read through ``recv_into`` until a whole message is here (one already buffered needs no read).

@@ -512,10 +512,10 @@ class Proxy:
             if (conn is not None and not flags and objectId is None and self._hmac is None
                     and methodname not in self._pyroOneway and type(self)._plain_calls):
                 ctx = current_context
-                if not ctx.annotations and ctx.correlation_id_bytes is None and not self._pyroRawWireResponse:
+                if (not ctx.annotations and ctx.correlation_id_bytes is None and not self._pyroRawWireResponse
+                        and not (vargs and type(vargs[0]) is SerializedBlob)):
                     for value in vargs:
-                        kind = type(value)
-                        if kind is SerializedBlob or (kind is bytes and len(value) >= _GATHER_THRESHOLD):
+                        if type(value) is bytes and len(value) >= _GATHER_THRESHOLD:
                             break
                     else:
                         return self._plain_call(conn, methodname, vargs, kwargs, ctx)
@@ -606,8 +606,7 @@ class Proxy:
 
         The same messages and results as the general path of :meth:`_pyroInvoke`, in fewer steps.
         """
-        ser = self._ser
-        assert ser is not None
+        ser: Serializer = self._ser  # type: ignore[assignment]  # connected: set
         payload = ser.dumps_call(self._object_id, methodname, vargs, kwargs)
         seq = self.__dict__["_pyroSeq"] = (self._pyroSeq + 1) & 0xFFFF
         sid = ser.serializer_id

@@ -212,9 +212,10 @@ class MarshalSerializer(Serializer):
             try:
                 plain = _MARSHALABLE_TYPES
                 args = list(vargs)
-                for i, value in enumerate(args):
-                    if type(value) not in plain:
-                        args[i] = self._marshallable(value)
+                for value in vargs:
+                    if type(value) not in plain:  # convert (rare): the list is rebuilt
+                        args = [v if type(v) in plain else self._marshallable(v) for v in vargs]
+                        break
                 kw = kwargs if not kwargs else {k: self._marshallable(v) for k, v in kwargs.items()}
                 return self._dumps((obj, method, args, kw))
             except ValueError:  # unmarshallable object nested in an argument
