@@ -323,16 +323,30 @@ def class_walker(convert: Callable[[dict], Any]) -> Callable[[Any], Any]:
 recreate_classes = class_walker(dict_to_class)
 
 
+_SEQUENCES = (tuple, list)
+
+
 def check_call(call: Any) -> CallTuple:
-    """Validate a decoded call: ``(str, str, list|tuple, dict|None)``; SerializeError otherwise."""
-    if type(call) not in (tuple, list) or len(call) != 4:
+    """Validate a decoded call: ``(str, str, list|tuple, dict|None)``; SerializeError otherwise.
+
+    Returns it as a tuple (the decoded tuple itself when it is one)."""
+    if type(call) in _SEQUENCES and len(call) == 4:
+        obj, method, vargs, kwargs = call
+        if (type(obj) is str and type(method) is str and type(vargs) in _SEQUENCES
+                and (kwargs is None or type(kwargs) is dict)):
+            return call if type(call) is tuple else (obj, method, vargs, kwargs)  # type: ignore[no-any-return]
+    _refuse_call(call)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _refuse_call(call: Any) -> None:
+    """Raise the SerializeError that names what is wrong with ``call``."""
+    if type(call) not in _SEQUENCES or len(call) != 4:
         raise errors.SerializeError("invalid call message: not a 4-tuple (object, method, vargs, kwargs)")
     obj, method, vargs, kwargs = call
     if type(obj) is not str or type(method) is not str:
         raise errors.SerializeError("invalid call message: object id and method name must be strings")
-    if type(vargs) not in (tuple, list) or (kwargs is not None and type(kwargs) is not dict):
-        raise errors.SerializeError("invalid call message: vargs must be a sequence and kwargs a dict or None")
-    return obj, method, vargs, kwargs
+    raise errors.SerializeError("invalid call message: vargs must be a sequence and kwargs a dict or None")
 
 
 def wrap_error(exc: BaseException, what: str) -> errors.SerializeError:
