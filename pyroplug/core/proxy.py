@@ -517,8 +517,30 @@ class Proxy:
                     for value in vargs:
                         if type(value) is bytes and len(value) >= _GATHER_THRESHOLD:
                             break
-                    else:
-                        return self._plain_call(conn, methodname, vargs, kwargs, ctx)
+                    else:  # the common call, in fewer steps: same messages and results as the general path
+                        ser = self._ser
+                        assert ser is not None  # connected: set
+                        payload: bytes | bytearray | memoryview = ser.dumps_call(self._object_id, methodname, vargs,
+                                                                                 kwargs)
+                        seq = self.__dict__["_pyroSeq"] = (self._pyroSeq + 1) & 0xFFFF
+                        sid = ser.serializer_id
+                        cfg = self._pyroConfig
+                        try:
+                            conn.send_parts(*encode_plain(MSG_INVOKE, payload, sid, 0, seq, None, cfg.COMPRESSION,
+                                                          cfg.MAX_MESSAGE_SIZE))
+                            msg = conn.recv_message()
+                            if msg.type != MSG_RESULT or msg.seq != seq or msg.serializer_id != sid:
+                                _check_reply(msg, seq, sid)
+                        except (errors.CommunicationError, errors.SecurityError, KeyboardInterrupt):  # unusable
+                            self._pyroRelease()
+                            raise
+                        annotations = msg.annotations
+                        if annotations:
+                            ctx.response_annotations = annotations  # the reader made this dict for this message
+                        data = ser.loads(msg.data)
+                        if msg.flags or type(msg.data) is not bytes:
+                            return self._reply_value(conn, msg, data)
+                        return data
             hello = None
             if conn is None:
                 if flags or methodname in self._pyroOneway or type(self)._pyroValidateHandshake is not _BASE_VALIDATE:
@@ -600,32 +622,6 @@ class Proxy:
             if msg.flags or type(msg.data) is not bytes:
                 return self._reply_value(conn, msg, data)
             return data
-
-    def _plain_call(self, conn: Connection, methodname: str, vargs: Any, kwargs: Any, ctx: Any) -> Any:
-        """The common call, with the lock held: connected, two-way, no annotations, HMAC or large bytes.
-
-        The same messages and results as the general path of :meth:`_pyroInvoke`, in fewer steps.
-        """
-        ser: Serializer = self._ser  # type: ignore[assignment]  # connected: set
-        payload = ser.dumps_call(self._object_id, methodname, vargs, kwargs)
-        seq = self.__dict__["_pyroSeq"] = (self._pyroSeq + 1) & 0xFFFF
-        sid = ser.serializer_id
-        cfg = self._pyroConfig
-        try:
-            conn.send_parts(*encode_plain(MSG_INVOKE, payload, sid, 0, seq, None, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE))
-            msg = conn.recv_message()
-            if msg.type != MSG_RESULT or msg.seq != seq or msg.serializer_id != sid:
-                _check_reply(msg, seq, sid)
-        except (errors.CommunicationError, errors.SecurityError, KeyboardInterrupt):  # unusable: release
-            self._pyroRelease()
-            raise
-        annotations = msg.annotations
-        if annotations:
-            ctx.response_annotations = annotations  # the reader made this dict for this message
-        data = ser.loads(msg.data)
-        if msg.flags or type(msg.data) is not bytes:
-            return self._reply_value(conn, msg, data)
-        return data
 
     def _reply_value(self, conn: Connection, msg: Any, data: Any) -> Any:
         """The value a call returns for a reply with flags (an exception, a stream) or a large body."""
