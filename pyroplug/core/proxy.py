@@ -203,7 +203,10 @@ class _RemoteMethod:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         proxy = self._proxy
-        retries = proxy._pyroMaxRetries
+        try:
+            retries = proxy._pyroMaxRetries
+        except ReferenceError:  # a cached method's proxy (held weakly) is gone
+            raise errors.PyroError(f"the proxy of remote method {self._name!r} no longer exists; keep a reference to it") from None
         attempt = 0
         while True:
             try:
@@ -214,24 +217,21 @@ class _RemoteMethod:
                     raise
 
     def __repr__(self) -> str:
-        return f"<remote method {self._name!r} of {self._proxy._pyroUri}>"
+        try:
+            return f"<remote method {self._name!r} of {self._proxy._pyroUri}>"
+        except ReferenceError:
+            return f"<remote method {self._name!r} of a proxy that no longer exists>"
 
 
 class _WeakRemoteMethod(_RemoteMethod):
     """The cached form of a remote method: it holds its proxy weakly (keep the proxy while you use it)."""
 
-    __slots__ = ("_ref",)
+    __slots__ = ()
 
     def __init__(self, proxy: Proxy, name: str) -> None:
-        self._ref = weakref.ref(proxy)
+        # a weakref.proxy forwards attribute access in C: no Python call per remote call to dereference it
+        self._proxy = weakref.proxy(proxy)
         self._name = name
-
-    @property  # type: ignore[misc]
-    def _proxy(self) -> Proxy:  # type: ignore[override]
-        proxy = self._ref()
-        if proxy is None:
-            raise errors.PyroError(f"the proxy of remote method {self._name!r} no longer exists; keep a reference to it")
-        return proxy
 
 
 @wire_class("Pyro4.core.Proxy")

@@ -59,5 +59,6 @@ def test_cached_method_of_a_vanished_proxy_says_so() -> None:
         time.sleep(0.05)
         with pytest.raises(errors.PyroError, match="keep a reference"):
             method(1, 2)
+        assert "no longer exists" in repr(method)
         daemon.shutdown()
         thread.join(5)
