@@ -22,6 +22,7 @@ from pyroplug.core.config import config as global_config
 from pyroplug.core.constants import DAEMON_NAME
 from pyroplug.core.context import current_context
 from pyroplug.core.daemonobject import DaemonObject, StreamTable
+from pyroplug.core.expose import MEMBERS_BY_CLASS as _members_by_class
 from pyroplug.core.expose import is_private_attribute, members_of
 from pyroplug.core.futures import _ExceptionWrapper
 from pyroplug.core.gather import THRESHOLD as _GATHER_THRESHOLD
@@ -590,7 +591,7 @@ class Daemon:
             if isinstance(obj, type):
                 obj = self._get_instance(obj, conn)
             config = self.config
-            members = members_of(obj, config.REQUIRE_EXPOSE)
+            members = _members_by_class.get((type(obj), config.REQUIRE_EXPOSE)) or members_of(obj, config.REQUIRE_EXPOSE)
             reply_flags = 0
             if flags & FLAGS_BATCH:
                 data: Any = self._run_batch(obj, members, vargs)

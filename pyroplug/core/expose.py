@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, TypeVar, overload
 
 __all__ = [
@@ -181,6 +181,9 @@ class Members(NamedTuple):
 
 _cache: dict[tuple[type, bool], Members] = {}
 _cache_lock = threading.Lock()
+#: (class, only_exposed) -> its Members, for the per-call path to look up without a call (read it only;
+#: :func:`members_of` fills it)
+MEMBERS_BY_CLASS: Mapping[tuple[type, bool], Members] = _cache
 
 
 def members_of(obj: Any, only_exposed: bool) -> Members:
