@@ -7,6 +7,7 @@ import datetime
 import decimal
 import importlib
 import uuid
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pyroplug.core import errors
@@ -14,6 +15,23 @@ from pyroplug.core.hookspec import hookimpl
 from pyroplug.core.serializer import CallTuple, Serializer, check_call, recreate_classes, wrap_error
 
 __all__ = ["JsonSerializer", "pyroplug_serializers"]
+
+
+def _direct_decode(decoder: Any, decode: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``decode`` without its Python layers for the usual text (a value with no surrounding whitespace):
+    the C scanner directly; anything else (whitespace, extra data, errors) goes through ``decode``."""
+    scan = decoder.scan_once
+
+    def direct(text: str) -> Any:
+        try:
+            value, end = scan(text, 0)
+        except StopIteration:
+            return decode(text)  # raises the precise JSONDecodeError
+        if end != len(text):
+            return decode(text)
+        return value
+
+    return direct
 
 
 class JsonSerializer(Serializer):
@@ -38,6 +56,11 @@ class JsonSerializer(Serializer):
             # exactly what json.dumps(data, ensure_ascii=False, default=...) builds on every call, built once
             self._encode = encoder(ensure_ascii=False, default=self._default).encode
             self._decode = module.JSONDecoder().decode
+            make = getattr(module.encoder, "c_make_encoder", None)
+            if make is not None:  # the C encoder and scanner that encode() and decode() end up in, called directly
+                chunks = make(None, self._default, module.encoder.encode_basestring, None, ": ", ", ", False, False, True)
+                self._encode = lambda data: "".join(chunks(data, 0))  # a cycle raises RecursionError: wrapped below
+                self._decode = _direct_decode(module.JSONDecoder(), self._decode)
         else:
             dumps, default = module.dumps, self._default
             self._encode = lambda data: dumps(data, ensure_ascii=False, default=default)
