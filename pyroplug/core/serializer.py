@@ -16,7 +16,7 @@ import threading
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from pyroplug.core import errors
 
@@ -336,10 +336,9 @@ def check_call(call: Any) -> CallTuple:
                 and (kwargs is None or type(kwargs) is dict)):
             return call if type(call) is tuple else (obj, method, vargs, kwargs)  # type: ignore[no-any-return]
     _refuse_call(call)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _refuse_call(call: Any) -> None:
+def _refuse_call(call: Any) -> NoReturn:
     """Raise the SerializeError that names what is wrong with ``call``."""
     if type(call) not in _SEQUENCES or len(call) != 4:
         raise errors.SerializeError("invalid call message: not a 4-tuple (object, method, vargs, kwargs)")
