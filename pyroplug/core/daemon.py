@@ -27,6 +27,7 @@ from pyroplug.core.expose import is_private_attribute, members_of
 from pyroplug.core.futures import _ExceptionWrapper
 from pyroplug.core.gather import THRESHOLD as _GATHER_THRESHOLD
 from pyroplug.core.gather import value_parts
+from pyroplug.core.lane import serving_lane
 from pyroplug.core.protocol import (
     FLAGS_BATCH,
     FLAGS_EXCEPTION,
@@ -45,10 +46,12 @@ from pyroplug.core.protocol import (
     encode_gather,
     encode_parts,
     encode_plain,
+    frame_plain,
 )
 from pyroplug.core.registry import get_registry
 from pyroplug.core.serializer import wire_class
 from pyroplug.core.tracebacks import formatTraceback
+from pyroplug.core.transport import map_oserror
 from pyroplug.core.uri import URI
 from pyroplug.core.wirelog import log_received, wrap_connection
 from pyroplug.core.workers import ElasticPool
@@ -160,7 +163,7 @@ class Daemon:
         self._instance_lock = threading.Lock()
         self.streams = StreamTable(cfg.ITER_STREAM_LIFETIME, cfg.ITER_STREAM_LINGER)
         self.__hmac_key: bytes | None = None
-        self.__plain_replies = True
+        self._plain_replies = True
         self._custom_annotations = type(self).annotations is not Daemon.annotations
         #: (serializer id, object id, handshake response) -> (the object's Members, serialized CONNECTOK data)
         self._connect_answers: dict[tuple, tuple[Any, bytes]] = {}
@@ -184,7 +187,7 @@ class Daemon:
     def _pyroHmacKey(self, value: bytes | str | None) -> None:  # noqa: N802
         self.__hmac_key = value.encode("utf-8") if isinstance(value, str) else value
         #: replies need no HMAC: _invoke encodes them the short way (see protocol.plain_head)
-        self.__plain_replies = not self.__hmac_key
+        self._plain_replies = not self.__hmac_key
 
     @property
     def sock(self) -> Any:
@@ -389,6 +392,14 @@ class Daemon:
         else:
             raise errors.ProtocolError(f"invalid msg type {msg.type} received before the handshake")
 
+    def receiver(self, conn: Connection) -> Callable[[], Any] | None:
+        """RequestHandler: the serving lane of the handshaked ``conn`` (see :func:`pyroplug.core.lane.serving_lane`),
+        which hands plain calls to the dispatch directly; None with wire logging or an overridden
+        ``handle_message`` (every message must go through it then)."""
+        if type(self).handle_message is not Daemon.handle_message or "handle_message" in self.__dict__:
+            return None
+        return serving_lane(self, conn)
+
     def _logged_handle_message(self, conn: Connection, msg: Message) -> None:
         log_received("daemon", msg)
         Daemon.handle_message(self, conn, msg)
@@ -445,7 +456,7 @@ class Daemon:
             payload, flags, reply_type, sid = fail.dumps(str(exc)), 0, MSG_CONNECTFAIL, fail.serializer_id
             # an unaccepted serializer is refused before any user code runs: no annotations() hook then
             ann = self._reply_annotations(corr) if ser is not None else {}
-        if ann is None and self.__plain_replies:  # the usual answer: its correlation id only
+        if ann is None and self._plain_replies:  # the usual answer: its correlation id only
             head, body = encode_plain(reply_type, payload, sid, flags, msg.seq, corr, self.config.COMPRESSION)
         else:
             head, body = encode_parts(reply_type, payload, sid, flags, msg.seq, ann if ann is not None else {"CORR": corr},
@@ -470,10 +481,13 @@ class Daemon:
         """
         own: dict[str, Any] = conn.__dict__
         send_parts, send_gather = conn.send_parts, conn.send_gather
+        plain_send = own.pop("plain_send", None)  # the reply must go through first_send_parts
 
         def restore() -> None:
             own.pop("send_parts", None)
             own.pop("send_gather", None)
+            if plain_send is not None:
+                own["plain_send"] = plain_send
 
         def first_send_parts(head: bytes, payload: Any) -> None:
             restore()
@@ -627,9 +641,19 @@ class Daemon:
             payload = ser.dumps(data) if parts is None else b""
             if state.get("response_annotations") or self._custom_annotations:
                 ann = self._reply_annotations(corr)
-            elif parts is None and self.__plain_replies:
-                conn.send_parts(*encode_plain(MSG_RESULT, payload, sid, reply_flags, seq, corr, config.COMPRESSION,
-                                              config.MAX_MESSAGE_SIZE))
+            elif parts is None and self._plain_replies:
+                send = conn.plain_send
+                compress = config.COMPRESSION
+                max_size = config.MAX_MESSAGE_SIZE
+                frame = None if send is None else frame_plain(MSG_RESULT, payload, sid, reply_flags, seq, corr,
+                                                              compress, max_size)
+                if frame is None or send is None:
+                    conn.send_parts(*encode_plain(MSG_RESULT, payload, sid, reply_flags, seq, corr, compress, max_size))
+                    return
+                try:
+                    send(frame)
+                except (OSError, ValueError) as exc:
+                    raise map_oserror(exc, "sending") from exc
                 return
             else:
                 ann = {"CORR": corr}

@@ -36,6 +36,7 @@ from typing import Any
 
 from pyroplug.core import errors
 from pyroplug.core.constants import PROTOCOL_VERSION
+from pyroplug.core.gather import THRESHOLD as _GATHER_THRESHOLD
 
 try:
     import mmap as _mmap
@@ -64,6 +65,7 @@ __all__ = [
     "register_splitter",
     "encode_gather",
     "encode_parts",
+    "frame_plain",
 ]
 
 MSG_CONNECT = 1
@@ -277,6 +279,7 @@ def _wire_key(key: Any) -> bytes:
 
 #: the chunk header of the one annotation nearly every reply carries: a 16-byte correlation id
 _CORR_HEAD = _pack_chunk(b"CORR", 16)
+_JOIN_LIMIT = _GATHER_THRESHOLD  # frame_plain: larger data goes out in a gathering send, not copied
 _CORR_CHUNK = (b"CORR", 16)
 
 
@@ -381,6 +384,34 @@ def encode_plain(
             pass  # a field out of range: encode_parts names it
     return encode_parts(msgtype, data, serializer_id, flags, seq, None if corr is None else {"CORR": corr}, None,
                         compress, max_size)
+
+
+def frame_plain(
+    msgtype: int,
+    data: bytes | bytearray | memoryview,
+    serializer_id: int,
+    flags: int,
+    seq: int,
+    corr: bytes | None,
+    compress: bool,
+    max_size: int,
+) -> bytes | None:
+    """The whole message (header, the optional correlation id, ``data``) as one ``bytes`` for one send,
+    when :func:`encode_plain` would encode it the short way and ``data`` is smaller than the size from
+    which a gathering send pays (gather.THRESHOLD); None otherwise: then use encode_plain."""
+    size = len(data)
+    if type(data) is bytes and size < _JOIN_LIMIT and not (compress and size >= COMPRESSION_THRESHOLD):
+        try:
+            if corr is None:
+                if not 0 < max_size < size:
+                    return _pack_header(_TAG, PROTOCOL_VERSION, msgtype, flags, seq, size, serializer_id, 0, 0,
+                                        (msgtype + _BASE + size + serializer_id + flags + seq) & 0xFFFF) + data
+            elif len(corr) == 16 and not 0 < max_size < size + 22:
+                return _pack_header(_TAG, PROTOCOL_VERSION, msgtype, flags, seq, size, serializer_id, 22, 0,
+                                    (msgtype + _BASE + size + 22 + serializer_id + flags + seq) & 0xFFFF) + _CORR_HEAD + corr + data
+        except struct.error:
+            pass  # a field out of range: encode_plain names it
+    return None
 
 
 def encode_gather(
@@ -765,7 +796,13 @@ class MessageReader:
                 raise errors.ConnectionClosedError("receiving: connection closed")
             self.buffer_updated(n)
             return self.next_message()
-        n = recv_into(self._view)  # the whole shared buffer: nothing is pending in it
+        return self.received(recv_into(self._view))  # the whole shared buffer: nothing is pending in it
+
+    def received(self, n: int) -> Message | None:
+        """``n`` bytes were read into the start of the whole shared buffer of an empty reader (its
+        ``_view``, as :meth:`read_some` does): the first complete message, or None.
+
+        ConnectionClosedError when ``n`` is 0 (the end of the stream)."""
         if n >= HEADER_SIZE:
             msg = self._take(0, n)
             if msg is not None:

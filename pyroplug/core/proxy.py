@@ -23,6 +23,7 @@ from pyroplug.core.context import current_context
 from pyroplug.core.expose import PRIVATE_DUNDERS
 from pyroplug.core.gather import THRESHOLD as _GATHER_THRESHOLD
 from pyroplug.core.gather import call_parts
+from pyroplug.core.lane import SLOW, open_lane
 from pyroplug.core.protocol import (
     FLAGS_BATCH,
     FLAGS_EXCEPTION,
@@ -58,7 +59,7 @@ log = logging.getLogger(__name__)
 _LOCAL = frozenset(
     """__getnewargs__ __getnewargs_ex__ __getinitargs__ _pyroConnection _pyroUri _pyroOneway _pyroMethods
     _pyroAttrs _pyroTimeout _pyroSeq _pyroHmacKey _pyroRawWireResponse _pyroHandshake _pyroMaxRetries
-    _pyroSerializer _pyroConfig _async _hmac _timeout _lock _ser _object_id _async_pool""".split()
+    _pyroSerializer _pyroConfig _async _hmac _timeout _lock _ser _object_id _async_pool _lane""".split()
 )
 _get_ident = threading.get_ident
 _RETRYABLE = (errors.ConnectionClosedError, errors.TimeoutError)
@@ -204,17 +205,22 @@ class _RemoteMethod:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         proxy = self._proxy
         try:
-            retries = proxy._pyroMaxRetries
+            lane = proxy._lane
         except ReferenceError:  # a cached method's proxy (held weakly) is gone
             raise errors.PyroError(f"the proxy of remote method {self._name!r} no longer exists; keep a reference to it") from None
         attempt = 0
         while True:
             try:
+                if lane:  # connected: the common call takes the proxy's lane
+                    result = lane(self._name, args, kwargs)
+                    if result is not SLOW:
+                        return result
                 return proxy._pyroInvoke(self._name, args, kwargs)
             except _RETRYABLE:
                 attempt += 1
-                if attempt > retries:
+                if attempt > proxy._pyroMaxRetries:
                     raise
+                lane = None
 
     def __repr__(self) -> str:
         try:
@@ -272,13 +278,16 @@ class Proxy:
     _async: bool = False
     _ser: Serializer | None = None
     _object_id: Any = None
-    #: whether calls may take the short path (_plain_call): no request/response annotation hooks overridden
+    #: the connection's call lane (see pyroplug.core.lane); None: not opened yet, False: none for this connection
+    _lane: Any = None
+    #: whether calls may take the lane: no call, request or response annotation hook overridden
     _plain_calls: bool = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._plain_calls = (cls._pyroAnnotations is Proxy._pyroAnnotations
-                            and cls._pyroResponseAnnotations is Proxy._pyroResponseAnnotations)
+                            and cls._pyroResponseAnnotations is Proxy._pyroResponseAnnotations
+                            and cls._pyroInvoke is Proxy._pyroInvoke)
 
     # ------------------------------------------------------------------ attributes
     def __getattr__(self, name: str) -> Any:
@@ -308,6 +317,8 @@ class Proxy:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _LOCAL:
+            if name == "_pyroRawWireResponse":  # the lane gives results, not messages
+                self.__dict__.pop("_lane", None)
             object.__setattr__(self, name, value)
             return
         metadata = self._pyroConfig.METADATA
@@ -338,6 +349,7 @@ class Proxy:
 
     @_pyroHmacKey.setter
     def _pyroHmacKey(self, value: bytes | str | None) -> None:  # noqa: N802
+        self.__dict__.pop("_lane", None)
         object.__setattr__(self, "_hmac", value.encode("utf-8") if isinstance(value, str) else value)
 
     # ------------------------------------------------------------------ connection
@@ -351,6 +363,7 @@ class Proxy:
             conn = self._pyroConnection
             if conn is not None:
                 object.__setattr__(self, "_pyroConnection", None)
+                self.__dict__.pop("_lane", None)
                 conn.close()
         if "_async_pool" in self.__dict__:
             from pyroplug.core.asyncproxy import release_clones
@@ -391,6 +404,7 @@ class Proxy:
                 self._pyroValidateHandshake(response)  # may look at self._pyroConnection (e.g. getpeercert)
             except BaseException:  # refused by the client: the connection closes, the exception propagates
                 object.__setattr__(self, "_pyroConnection", None)
+                self.__dict__.pop("_lane", None)
                 conn.close()
                 raise
             if self._pyroConfig.METADATA and not self._pyroMethods and not self._pyroAttrs:
@@ -466,10 +480,12 @@ class Proxy:
         return conn
 
     def _adopt(self, conn: Connection, uri: URI, replace_uri: bool) -> None:
-        object.__setattr__(self, "_object_id", uri.object)
-        object.__setattr__(self, "_pyroConnection", conn)
+        own = self.__dict__
+        own["_object_id"] = uri.object
+        own["_pyroConnection"] = conn
         if replace_uri:
-            object.__setattr__(self, "_pyroUri", uri)
+            own["_pyroUri"] = uri
+        own.pop("_lane", None)  # opened with the connection's second call (see _open_lane)
 
     def _handshake_reply(self, conn: Connection, uri: URI) -> Any:
         """Receive and process the daemon's answer to the handshake; returns its handshake response."""
@@ -507,40 +523,16 @@ class Proxy:
             gate = _call_gates.get(_get_ident())
             if gate is not None:  # a multiplex daemon's call: re-entrant calls are served while it waits
                 return gate.yield_during(self._pyroInvoke, methodname, vargs, kwargs, flags, objectId)
+        if not flags and objectId is None:
+            lane = self._lane
+            if lane is None and self._pyroConnection is not None:  # connected, and no lane tried yet
+                lane = self._open_lane()
+            if lane:  # the common call takes the lane
+                result = lane(methodname, vargs, kwargs)
+                if result is not SLOW:
+                    return result
         with self._lock:
             conn = self._pyroConnection
-            if (conn is not None and not flags and objectId is None and self._hmac is None
-                    and methodname not in self._pyroOneway and type(self)._plain_calls):
-                ctx = current_context
-                if (not ctx.annotations and ctx.correlation_id_bytes is None and not self._pyroRawWireResponse
-                        and not (vargs and type(vargs[0]) is SerializedBlob)):
-                    for value in vargs:
-                        if type(value) is bytes and len(value) >= _GATHER_THRESHOLD:
-                            break
-                    else:  # the common call, in fewer steps: same messages and results as the general path
-                        ser = self._ser
-                        assert ser is not None  # connected: set
-                        payload: bytes | bytearray | memoryview = ser.dumps_call(self._object_id, methodname, vargs,
-                                                                                 kwargs)
-                        seq = self.__dict__["_pyroSeq"] = (self._pyroSeq + 1) & 0xFFFF
-                        sid = ser.serializer_id
-                        cfg = self._pyroConfig
-                        try:
-                            conn.send_parts(*encode_plain(MSG_INVOKE, payload, sid, 0, seq, None, cfg.COMPRESSION,
-                                                          cfg.MAX_MESSAGE_SIZE))
-                            msg = conn.recv_message()
-                            if msg.type != MSG_RESULT or msg.seq != seq or msg.serializer_id != sid:
-                                _check_reply(msg, seq, sid)
-                        except (errors.CommunicationError, errors.SecurityError, KeyboardInterrupt):  # unusable
-                            self._pyroRelease()
-                            raise
-                        annotations = msg.annotations
-                        if annotations:
-                            ctx.response_annotations = annotations  # the reader made this dict for this message
-                        data = ser.loads(msg.data)
-                        if msg.flags or type(msg.data) is not bytes:
-                            return self._reply_value(conn, msg, data)
-                        return data
             hello = None
             if conn is None:
                 if flags or methodname in self._pyroOneway or type(self)._pyroValidateHandshake is not _BASE_VALIDATE:
@@ -611,17 +603,43 @@ class Proxy:
             except (errors.CommunicationError, errors.SecurityError, KeyboardInterrupt):  # unusable: release
                 self._pyroRelease()
                 raise
-            annotations = msg.annotations
-            if annotations:
-                ctx.response_annotations = annotations  # the reader made this dict for this message
-                if cls._pyroResponseAnnotations is not _BASE_RESPONSE_ANNOTATIONS:
-                    self._pyroResponseAnnotations(annotations, msg.type)
-            if self._pyroRawWireResponse:
-                return msg
-            data = ser.loads(msg.data)
-            if msg.flags or type(msg.data) is not bytes:
-                return self._reply_value(conn, msg, data)
-            return data
+            return self._result(conn, msg, ser)
+
+    def _open_lane(self) -> Any:
+        """Open the lane of the current connection (False when it can have none)."""
+        with self._lock:
+            conn = self._pyroConnection
+            if conn is None:
+                return None
+            lane = self.__dict__["_lane"] = open_lane(self, conn) or False
+            return lane
+
+    def _finish_call(self, conn: Connection, received: int, seq: int, ser: Serializer) -> Any:
+        """The result of call ``seq`` that the lane sent, whose reply was not one whole plain RESULT:
+        ``received`` bytes of it are at the start of the (empty) reader's buffer."""
+        try:
+            msg = conn.reader.received(received)
+            if msg is None:
+                msg = conn.recv_message()
+            _check_reply(msg, seq, ser.serializer_id)
+        except (errors.CommunicationError, errors.SecurityError, KeyboardInterrupt):  # unusable: release
+            self._pyroRelease()
+            raise
+        return self._result(conn, msg, ser)
+
+    def _result(self, conn: Connection, msg: Any, ser: Serializer) -> Any:
+        """What a call returns for its RESULT message ``msg`` (or raises)."""
+        annotations = msg.annotations
+        if annotations:
+            current_context.response_annotations = annotations  # the reader made this dict for this message
+            if type(self)._pyroResponseAnnotations is not _BASE_RESPONSE_ANNOTATIONS:
+                self._pyroResponseAnnotations(annotations, msg.type)
+        if self._pyroRawWireResponse:
+            return msg
+        data = ser.loads(msg.data)
+        if msg.flags or type(msg.data) is not bytes:
+            return self._reply_value(conn, msg, data)
+        return data
 
     def _reply_value(self, conn: Connection, msg: Any, data: Any) -> Any:
         """The value a call returns for a reply with flags (an exception, a stream) or a large body."""
@@ -744,7 +762,9 @@ class Proxy:
 
     def __del__(self) -> None:
         try:
-            conn = self.__dict__.get("_pyroConnection")
+            own = self.__dict__
+            own.pop("_lane", None)  # (it refers to this dict)
+            conn = own.get("_pyroConnection")
             if conn is not None:
                 conn.close()
         except Exception:  # interpreter shutdown: modules may be gone

@@ -36,7 +36,10 @@ if TYPE_CHECKING:
     from pyroplug.core.protocol import Message
     from pyroplug.core.transport import Connection, Listener
 
-__all__ = ["RequestHandler", "ServerType", "fileno_of"]
+__all__ = ["HANDLED", "RequestHandler", "ServerType", "fileno_of"]
+
+#: what a handler's receiver (see :meth:`RequestHandler.receiver`) returns for what it served itself
+HANDLED: Any = object()
 
 log = logging.getLogger(__name__)
 _monotonic = time.monotonic
@@ -67,6 +70,12 @@ class RequestHandler(Protocol):
     def connection_closed(self, conn: Connection) -> None:
         """The connection is gone: drop its session instances, resources and streams."""
 
+    def receiver(self, conn: Connection) -> Callable[[], Any] | None:
+        """Optional: a function that receives from the handshaked ``conn`` as ``conn.receive()`` does (one
+        read; the first complete message, or None), except that a plain call arriving on its own is
+        handled by the function itself, which then returns :data:`HANDLED`; None when the handler has
+        none for ``conn``. Server types get it through :meth:`ServerType.receiver`."""
+
     def run_housekeeping(self) -> None:
         """Periodic maintenance, called about every POLLTIMEOUT seconds."""
 
@@ -93,6 +102,23 @@ class ServerType(ABC):
         setter = getattr(self.listener, "set_receive_wait", None)
         if setter is not None and self.config.COMMTIMEOUT <= 0:
             setter(seconds)
+
+    def receiver(self, conn: Connection) -> Callable[[], Any]:
+        """What to receive ``conn``'s messages with: ``conn.receive``, or once the connection is handshaked
+        and asks again (a connection closed after its first call never needs more), the handler's
+        receiver for it, made once and kept as ``conn.lane``. What a receiver returns besides a Message
+        or None is :data:`HANDLED` (the message was handled already)."""
+        lane = conn.lane
+        if lane:
+            return lane  # type: ignore[no-any-return]
+        if lane is None:  # not asked since the handshake
+            if conn.handshaked:
+                conn.lane = 0
+            return conn.receive
+        if lane is not False:  # asked again: make it
+            make = getattr(self.handler, "receiver", None)
+            conn.lane = lane = (make(conn) if make is not None else None) or False
+        return lane or conn.receive
 
     @abstractmethod
     def loop(self, loop_condition: Callable[[], bool] = lambda: True) -> None:

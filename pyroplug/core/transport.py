@@ -13,6 +13,7 @@ import socket
 import struct
 import weakref
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyroplug.core import errors
@@ -44,6 +45,17 @@ _ACCEPT_SKIP_ERRNOS = _RETRY_ERRNOS | {errno.ECONNABORTED, errno.EPROTO, errno.E
 #: accept() errors that mean the process is out of descriptors: the server should back off briefly
 _ACCEPT_EXHAUSTED_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 log = logging.getLogger(__name__)
+
+
+def receive_error(exc: BaseException) -> errors.CommunicationError | None:
+    """The pyroplug error for an exception a socket receive raised; None for one to retry (EINTR, EAGAIN)."""
+    if isinstance(exc, TimeoutError):  # the builtin (socket.timeout)
+        return errors.TimeoutError("receiving: timeout")
+    if isinstance(exc, ValueError):  # closed socket
+        return errors.ConnectionClosedError("receiving: connection closed")
+    if isinstance(exc, OSError) and exc.errno in _RETRY_ERRNOS:
+        return None
+    return map_oserror(exc, "receiving")
 
 
 def map_oserror(exc: BaseException, doing: str) -> errors.CommunicationError:
@@ -96,6 +108,12 @@ class Connection(ABC):
     handshaked: bool = False
     #: time.monotonic() of the last received bytes; maintained by the server type
     last_activity: float = 0.0
+    #: the receiver the server type uses for this connection (see ServerType.receiver): None or 0 while
+    #: there is none yet, False when there is none
+    lane: Any = None
+    #: the socket's own ``sendall`` when a whole message may be sent with it instead of :meth:`send_parts`
+    #: (errors then mapped with :func:`map_oserror`); None for connections that send any other way
+    plain_send: Callable[[bytes], None] | None = None
 
     def __init__(self) -> None:
         self.pyroInstances: dict[type, Any] = {}
@@ -142,6 +160,12 @@ class Connection(ABC):
     @abstractmethod
     def recv_into(self, buffer: memoryview) -> int:
         """Receive at most ``len(buffer)`` bytes into it; 0 means the peer closed the stream."""
+
+    def plain_io(self) -> tuple[Callable[[bytes], None], Callable[[memoryview], int]] | None:
+        """The ``sendall`` and ``recv_into`` of the socket itself, for callers that send whole messages and
+        receive with them directly (mapping errors as :func:`map_oserror` and :func:`receive_error` do);
+        None (the default) when the connection sends or receives in any other way."""
+        return None
 
     @abstractmethod
     def close(self) -> None:
@@ -249,6 +273,8 @@ class SocketConnection(Connection):
         self._pending = getattr(sock, "pending", None)  # SSLSocket: decrypted bytes not yet read
         # an SSLSocket has sendmsg, but it raises NotImplementedError: gathering sends are plain-socket only
         self._sendmsg = None if self._pending is not None else getattr(sock, "sendmsg", None)
+        if self._pending is None and type(self).send_parts is SocketConnection.send_parts:
+            self.plain_send = self._send
 
     #: the reader may read from the socket directly (no subclass changed how this connection receives)
     _direct: bool = True
@@ -302,14 +328,20 @@ class SocketConnection(Connection):
         while True:
             try:
                 return self._recv_into(buffer)
-            except TimeoutError as exc:  # the builtin (socket.timeout)
-                raise errors.TimeoutError("receiving: timeout") from exc
-            except OSError as exc:
-                if exc.errno in _RETRY_ERRNOS:
-                    continue
-                raise map_oserror(exc, "receiving") from exc
-            except ValueError as exc:  # closed socket
-                raise errors.ConnectionClosedError("receiving: connection closed") from exc
+            except (OSError, ValueError) as exc:
+                error = receive_error(exc)
+                if error is not None:
+                    raise error from exc
+
+    def plain_io(self) -> tuple[Callable[[bytes], None], Callable[[memoryview], int]] | None:
+        """See :meth:`Connection.plain_io`: None for TLS, subclasses that send or receive their own way
+        and wrapped methods."""
+        own = self.__dict__
+        send = self.plain_send
+        if (send is None or not type(self)._direct or "send_parts" in own or "recv_message" in own
+                or "recv_into" in own):
+            return None
+        return send, self._recv_into
 
     # the per-call path: the reader reads from the socket itself; errors are mapped as in recv_into
     def recv_message(self) -> Message:
@@ -328,14 +360,10 @@ class SocketConnection(Connection):
                 if reader.pending:
                     raise errors.ConnectionClosedError("receiving: not enough data") from None
                 raise
-            except TimeoutError as exc:  # the builtin (socket.timeout)
-                raise errors.TimeoutError("receiving: timeout") from exc
-            except OSError as exc:
-                if exc.errno in _RETRY_ERRNOS:
-                    continue
-                raise map_oserror(exc, "receiving") from exc
-            except ValueError as exc:  # closed socket
-                raise errors.ConnectionClosedError("receiving: connection closed") from exc
+            except (OSError, ValueError) as exc:
+                error = receive_error(exc)
+                if error is not None:
+                    raise error from exc
 
     def receive(self) -> Message | None:
         if not self._direct:
@@ -345,16 +373,12 @@ class SocketConnection(Connection):
         while True:
             try:
                 return read_some(self._recv_into)
-            except TimeoutError as exc:  # the builtin (socket.timeout)
-                raise errors.TimeoutError("receiving: timeout") from exc
             except BlockingIOError:  # nothing arrived (a receive timeout set on the socket itself)
                 return None
-            except OSError as exc:
-                if exc.errno in _RETRY_ERRNOS:
-                    continue
-                raise map_oserror(exc, "receiving") from exc
-            except ValueError as exc:  # closed socket
-                raise errors.ConnectionClosedError("receiving: connection closed") from exc
+            except (OSError, ValueError) as exc:
+                error = receive_error(exc)
+                if error is not None:
+                    raise error from exc
 
     def set_receive_wait(self, seconds: float) -> bool:
         """Let a blocking :meth:`receive` wait at most ``seconds`` for data (then it returns None), with a

@@ -50,4 +50,5 @@ def wrap_connection(conn: Connection, who: str) -> None:
         return msg
 
     conn.send_parts = logged_send  # type: ignore[method-assign]
+    conn.plain_send = None  # everything sent goes through the logging send_parts
     conn.recv_message = logged_recv  # type: ignore[method-assign]

@@ -254,6 +254,35 @@ def test_encode_plain_is_what_encode_parts_makes(msgtype, data, ser, flags, seq,
     assert head + bytes(body) == expected[0] + bytes(expected[1])
 
 
+@given(
+    msgtype=st.sampled_from([MSG_INVOKE, MSG_RESULT]),
+    data=st.binary(max_size=300) | st.just(b"compressible " * 40) | st.builds(bytearray, st.binary(max_size=30)),
+    ser=st.integers(0, 0xFFFF),
+    flags=st.integers(0, 0xFFFF).filter(lambda f: not f & FLAGS_COMPRESSED),
+    seq=st.integers(0, 0x1FFFF),
+    corr=st.none() | st.binary(min_size=16, max_size=16) | st.binary(max_size=20),
+    compress=st.booleans(),
+    max_size=st.sampled_from([0, 100, 250, 1000]),
+)
+def test_frame_plain_is_encode_plain_in_one_piece_or_none(msgtype, data, ser, flags, seq, corr, compress, max_size):
+    """The one-send form of the short encoding: exactly encode_plain's bytes when it applies (small
+    bytes, no compression, within the size limit, fields in range); None otherwise, never an error."""
+    frame = protocol.frame_plain(msgtype, data, ser, flags, seq, corr, compress, max_size)
+    applies = (type(data) is bytes and seq <= 0xFFFF and (corr is None or len(corr) == 16)
+               and not (compress and len(data) >= protocol.COMPRESSION_THRESHOLD)
+               and not 0 < max_size < len(data) + (0 if corr is None else 22))
+    if not applies:
+        assert frame is None
+        return
+    head, body = protocol.encode_plain(msgtype, data, ser, flags, seq, corr, compress, max_size)
+    assert frame == head + bytes(body)
+
+
+def test_frame_plain_leaves_large_data_to_a_gathering_send():
+    assert protocol.frame_plain(MSG_RESULT, b"x" * (1 << 20), 3, 0, 1, None, False, 0) is None
+    assert protocol.frame_plain(MSG_RESULT, b"x" * ((1 << 20) - 1), 3, 0, 1, None, False, 0) is not None
+
+
 # ---- flags ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("flag", [f for f in ALL_FLAGS if f != FLAGS_COMPRESSED])
 def test_every_flag_bit_survives(flag):

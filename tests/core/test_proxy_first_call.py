@@ -92,22 +92,24 @@ def served(request: pytest.FixtureRequest) -> Iterator[tuple[GuardedDaemon, Coun
 
 @pytest.fixture
 def sends(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every buffer proxies pass to ``SocketConnection.send`` / ``send_parts`` from now on."""
+    """Every buffer proxies hand to their socket's ``sendall`` from now on (one entry per send)."""
     seen: list[bytes] = []
-    send, send_parts = SocketConnection.send, SocketConnection.send_parts
+    init = SocketConnection.__init__
 
-    def recording_send(self: SocketConnection, data: Any) -> None:
-        if not self.shutdown_on_close:  # a proxy's connection (the daemon in this process sends too)
-            seen.append(bytes(data))
-        send(self, data)
+    def recording_init(self: SocketConnection, sock: Any, keep_open: bool = False) -> None:
+        init(self, sock, keep_open)
+        sendall = self._send
 
-    def recording_send_parts(self: SocketConnection, head: bytes, payload: Any) -> None:
-        if not self.shutdown_on_close:
-            seen.append(head + bytes(payload))
-        send_parts(self, head, payload)
+        def recording_sendall(data: Any) -> None:
+            if not self.shutdown_on_close:  # a proxy's connection (the daemon in this process sends too)
+                seen.append(bytes(data))
+            sendall(data)
 
-    monkeypatch.setattr(SocketConnection, "send", recording_send)
-    monkeypatch.setattr(SocketConnection, "send_parts", recording_send_parts)
+        self._send = recording_sendall  # type: ignore[method-assign]
+        if self.plain_send is not None:
+            self.plain_send = recording_sendall
+
+    monkeypatch.setattr(SocketConnection, "__init__", recording_init)
     return seen
 
 

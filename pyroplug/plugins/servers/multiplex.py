@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pyroplug.core.context import current_context
 from pyroplug.core.hookspec import hookimpl
 from pyroplug.core.protocol import MSG_INVOKE
-from pyroplug.core.servertype import RequestHandler, ServerType, fileno_of
+from pyroplug.core.servertype import HANDLED, RequestHandler, ServerType, fileno_of
 from pyroplug.core.workers import ElasticPool, call_gates
 
 if TYPE_CHECKING:
@@ -591,8 +591,10 @@ class MultiplexServer(ServerType):
         handled = False
         try:
             if first is None and not gate.corrs:  # the common case: no call waits for a remote reply
-                msg = conn.receive()
-                if msg is not None:
+                msg = (conn.lane or self.receiver(conn))()
+                if msg is HANDLED:  # a plain call, served by the receiver itself
+                    handled = True
+                elif msg is not None:
                     handled = True
                     handle_message = self.handler.handle_message  # type: ignore[union-attr]
                     next_message = conn.reader.next_message

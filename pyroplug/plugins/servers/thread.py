@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyroplug.core.hookspec import hookimpl
-from pyroplug.core.servertype import ServerType, fileno_of
+from pyroplug.core.servertype import HANDLED, ServerType, fileno_of
 from pyroplug.core.workers import call_gates
 
 if TYPE_CHECKING:
@@ -542,15 +542,18 @@ class ThreadServer(ServerType):
                         while conn.buffered():
                             self.service(conn)
                         if quick:  # the busy client's calls, served without leaving this loop
-                            receive, next_message = conn.receive, conn.reader.next_message
+                            receive, next_message = conn.lane or self.receiver(conn), conn.reader.next_message
                             handle_message = self.handler.handle_message  # type: ignore[union-attr]
                             while not pool.pressure and not pool.closed:
                                 msg = receive()  # waits up to QUICK_WAIT; None: nothing (complete) came
                                 if msg is None:
                                     break
+                                if msg is HANDLED:  # a plain call, served by the receiver itself
+                                    continue
                                 while msg is not None:
                                     handle_message(conn, msg)
                                     msg = next_message()
+                                receive = conn.lane or self.receiver(conn)
                             conn.last_activity = _monotonic()
                     except BaseException as exc:  # noqa: B036 - the handler must never kill a worker
                         self.service_failed(conn, exc)
