@@ -21,6 +21,9 @@ _MARSHALABLE_TYPES = frozenset(_MARSHALABLE)
 #: a list or tuple header ('[' / '(' with or without FLAG_REF) whose 4-byte little-endian element count is
 #: a valid one (< 2**31) of at least 4096: smaller claims cost little even when false (found overlapping)
 _SEQ_HEADER = re.compile(rb"(?=[\[(\xdb\xa8](...[\x01-\x7f]|..[\x01-\xff]\x00|.[\x10-\xff]\x00\x00))", re.S)
+#: either of the two things small data is searched for (a large claim, a class dict): one search finds
+#: that there is neither, the usual case (one scan of the bytes instead of two)
+_SUSPECT = re.compile(_SEQ_HEADER.pattern + rb"|__class__", re.S)
 _LEN32 = frozenset(b"stuaA")
 _SEQ32 = frozenset(b"([<>")
 _FIXED = {ord("i"): 4, ord("r"): 4, ord("g"): 8, ord("y"): 16}
@@ -232,6 +235,8 @@ class MarshalSerializer(Serializer):
         """Unmarshal a value, then rebuild Pyro4 class dicts."""
         try:
             if type(data) is bytes and len(data) <= _WALK_FIRST:  # the usual small message, checks inline
+                if _SUSPECT.search(data) is None:
+                    return self._loads(data)
                 if _SEQ_HEADER.search(data) is not None:
                     _check_lengths(data)
                 value = self._loads(data)
@@ -249,6 +254,8 @@ class MarshalSerializer(Serializer):
     def loads_call(self, data: bytes | bytearray | memoryview) -> CallTuple:
         """Unmarshal a call; only vargs and kwargs are searched for class dicts, like Pyro4."""
         try:
+            if type(data) is bytes and len(data) <= _WALK_FIRST and _SUSPECT.search(data) is None:
+                return check_call(self._loads(data))  # neither a large claim nor a class dict: as decoded
             if type(data) is not bytes or len(data) > _WALK_FIRST or _SEQ_HEADER.search(data) is not None:
                 _check_lengths(data)
             obj, method, vargs, kwargs = check_call(self._loads(data))
