@@ -722,8 +722,10 @@ class Proxy:
         methods = own["_pyroMethods"] = set(members.methods)
         attrs = own["_pyroAttrs"] = set(members.attrs)
         # cached remote methods the object no longer has (the proxy's own attributes all start with "_")
-        for cached in [k for k in own if k[0] != "_" and k not in methods and isinstance(own[k], _RemoteMethod)]:
-            del own[cached]
+        stale = own.keys() - methods - _LOCAL
+        if stale:
+            for cached in [k for k in stale if k[0] != "_" and isinstance(own[k], _RemoteMethod)]:
+                del own[cached]
         if not methods and not attrs:
             raise errors.PyroError(
                 "remote object doesn't expose any methods or attributes. Did you forget setting @expose on them?"

@@ -66,6 +66,21 @@ def _socketpair() -> tuple[socket.socket, socket.socket]:
     return a, b
 
 
+def _two_fd_waiter(first: int, second: int) -> Callable[[float], list[int]]:
+    """``wait(seconds)``: which of the two (readable) descriptors are ready, after waiting at most
+    ``seconds``; one ``poll`` call with no selectors bookkeeping where the platform has poll."""
+    if not hasattr(select, "poll"):  # (Windows) the selectors module's choice
+        selector = selectors.DefaultSelector()
+        selector.register(first, selectors.EVENT_READ)
+        selector.register(second, selectors.EVENT_READ)
+        return lambda seconds: [key.fd for key, _mask in selector.select(seconds)]
+    poller = select.poll()
+    poller.register(first, select.POLLIN)
+    poller.register(second, select.POLLIN)
+    poll = poller.poll
+    return lambda seconds: [fd for fd, _event in poll(seconds * 1000)]
+
+
 def _drain(sock: socket.socket) -> None:
     try:
         while sock.recv(4096):
@@ -471,21 +486,20 @@ class ThreadServer(ServerType):
         self._loop_thread = threading.get_ident()
         self._loop_done.clear()
         try:
-            with selectors.DefaultSelector() as selector:
-                selector.register(self._loop_wake_r, selectors.EVENT_READ, False)
-                selector.register(listener.sock or listener, selectors.EVENT_READ, True)
-                while not self._shutdown and loop_condition():
-                    try:
-                        ready = selector.select(poll_timeout)
-                    except (OSError, ValueError):
-                        if self._closed:
-                            break
-                        raise
-                    for key, _mask in ready:
-                        if key.data:
-                            self._accept_pending()
-                        else:
-                            _drain(self._loop_wake_r)
+            wake_fd = self._loop_wake_r.fileno()
+            wait = _two_fd_waiter(wake_fd, fileno_of(listener.sock or listener))
+            while not self._shutdown and loop_condition():
+                try:
+                    ready = wait(poll_timeout)
+                except (OSError, ValueError):
+                    if self._closed:
+                        break
+                    raise
+                for fd in ready:
+                    if fd == wake_fd:
+                        _drain(self._loop_wake_r)
+                    else:
+                        self._accept_pending()
         finally:
             self._loop_thread = None
             self._loop_done.set()
