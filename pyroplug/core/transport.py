@@ -271,7 +271,7 @@ class SocketConnection(Connection):
         self._send = sock.sendall
         self._recv_into = sock.recv_into
         self._pending = getattr(sock, "pending", None)  # SSLSocket: decrypted bytes not yet read
-        # an SSLSocket has sendmsg, but it raises NotImplementedError: gathering sends are plain-socket only
+        # an SSLSocket's sendmsg always fails (TLS records cannot gather): gathering sends are plain-socket only
         self._sendmsg = None if self._pending is not None else getattr(sock, "sendmsg", None)
         if self._pending is None and type(self).send_parts is SocketConnection.send_parts:
             self.plain_send = self._send
