@@ -481,13 +481,17 @@ class Daemon:
         """
         own: dict[str, Any] = conn.__dict__
         send_parts, send_gather = conn.send_parts, conn.send_gather
-        plain_send = own.pop("plain_send", None)  # the reply must go through first_send_parts
+        plain_send = own.get("plain_send")  # a plain reply goes out through first_plain_send then
 
         def restore() -> None:
             own.pop("send_parts", None)
             own.pop("send_gather", None)
             if plain_send is not None:
                 own["plain_send"] = plain_send
+
+        def first_plain_send(frame: bytes) -> None:
+            restore()
+            plain_send(answer + frame)  # type: ignore[misc]
 
         def first_send_parts(head: bytes, payload: Any) -> None:
             restore()
@@ -499,6 +503,8 @@ class Daemon:
 
         conn.send_parts = first_send_parts  # type: ignore[method-assign]
         conn.send_gather = first_send_gather  # type: ignore[method-assign]
+        if plain_send is not None:
+            own["plain_send"] = first_plain_send
         try:
             self.handle_message(conn, call)
         finally:

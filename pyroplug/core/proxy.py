@@ -25,6 +25,9 @@ from pyroplug.core.gather import THRESHOLD as _GATHER_THRESHOLD
 from pyroplug.core.gather import call_parts
 from pyroplug.core.lane import SLOW, open_lane
 from pyroplug.core.protocol import (
+    _BASE,
+    _CORR_CHUNK,
+    _TAG_VERSION,
     FLAGS_BATCH,
     FLAGS_EXCEPTION,
     FLAGS_ITEMSTREAMRESULT,
@@ -36,13 +39,17 @@ from pyroplug.core.protocol import (
     MSG_CONNECTOK,
     MSG_INVOKE,
     MSG_RESULT,
+    HEADER_SIZE,
     MessageReader,
+    _unpack_chunk,
+    _unpack_header,
     encode_gather,
     encode_parts,
     encode_plain,
 )
 from pyroplug.core.registry import get_registry
 from pyroplug.core.serializer import wire_class
+from pyroplug.core.transport import map_oserror, receive_error
 from pyroplug.core.uri import URI
 from pyroplug.core.wirelog import wrap_connection
 from pyroplug.core.workers import call_gates as _call_gates
@@ -487,10 +494,69 @@ class Proxy:
             own["_pyroUri"] = uri
         own.pop("_lane", None)  # opened with the connection's second call (see _open_lane)
 
-    def _handshake_reply(self, conn: Connection, uri: URI) -> Any:
-        """Receive and process the daemon's answer to the handshake; returns its handshake response."""
+    def _first_call(self, conn: Connection, uri: URI, data: bytes, seq: int, sid: int) -> bytes | None:
+        """Send ``data`` (the handshake, then call ``seq``) on the new ``conn`` and take the handshake's
+        answer; returns the serialized result when the call's reply came with it as one plain RESULT,
+        else None (the reply is then received as usual).
+
+        The daemon's two replies usually arrive in one read. When they are a CONNECTOK this process
+        decoded before (see :func:`_connect_answer`) and a RESULT without flags, both are taken here at
+        once, with the checks :meth:`_handshake_reply` and the reader make; anything else (HMAC, wire
+        logging, annotation hooks, a partial read, other replies) goes through :meth:`_handshake_reply`.
+        """
+        io = conn.plain_io() if self._plain_calls and self._hmac is None and not self._pyroRawWireResponse else None
+        if io is None:
+            _send_connecting(conn, uri, data)
+            self._handshake_reply(conn, uri)
+            return None
+        sendall, recv_into = io
         try:
-            msg = conn.recv_message()
+            sendall(data)
+        except (OSError, ValueError) as exc:
+            error = map_oserror(exc, "sending")
+            raise type(error)(f"cannot connect to {uri.location}: {error}") from exc
+        reader = conn.reader
+        view = reader._view
+        try:
+            n = recv_into(view)
+        except (OSError, ValueError) as exc:
+            error = receive_error(exc)
+            if error is not None:
+                raise type(error)(f"cannot connect to {uri.location}: {error}") from exc
+            n = -1  # interrupted: received again by the general path
+        if n >= 2 * HEADER_SIZE:
+            max_size = reader.max_size
+            tag_version, msgtype, flags, hseq, size, rsid, ann_size, _reserved, checksum = _unpack_header(view, 0)
+            stop = HEADER_SIZE + ann_size + size
+            if (msgtype == MSG_CONNECTOK and flags == FLAGS_META_ON_CONNECT and rsid == sid and tag_version == _TAG_VERSION
+                    and hseq == (seq - 1) & 0xFFFF and size >= 0 and n >= stop + HEADER_SIZE
+                    and checksum == (msgtype + flags + hseq + size + rsid + ann_size + _BASE) & 0xFFFF
+                    and not 0 < max_size < size + ann_size
+                    and (not ann_size or ann_size == 22 and _unpack_chunk(view, HEADER_SIZE) == _CORR_CHUNK)):
+                answer = _connect_answers.get((sid, view[stop - size : stop].tobytes()))
+                tag_version, msgtype, flags, rseq, size, rsid, ann_size, _reserved, checksum = _unpack_header(view, stop)
+                body = stop + HEADER_SIZE
+                if (answer is not None and n == body + ann_size + size and msgtype == MSG_RESULT and rseq == seq
+                        and rsid == sid and not flags and tag_version == _TAG_VERSION and size >= 0
+                        and checksum == (msgtype + rseq + size + rsid + ann_size + _BASE) & 0xFFFF
+                        and not 0 < max_size < size + ann_size):
+                    if ann_size == 22 and _unpack_chunk(view, body) == _CORR_CHUNK:
+                        current_context.response_annotations = {"CORR": view[body + 6 : body + 22].tobytes()}
+                        body += 22
+                    if body + size == n:  # (no other annotations)
+                        self._note_members(uri, answer[1])
+                        return view[body:n].tobytes()
+        self._handshake_reply(conn, uri, n)
+        return None
+
+    def _handshake_reply(self, conn: Connection, uri: URI, received: int = -1) -> Any:
+        """Receive and process the daemon's answer to the handshake; returns its handshake response.
+
+        ``received`` >= 0: that many bytes of the answer were read into the start of the (empty) reader's
+        buffer already.
+        """
+        try:
+            msg = conn.recv_message() if received < 0 else conn.reader.received(received) or conn.recv_message()
         except errors.CommunicationError as exc:
             raise type(exc)(f"cannot connect to {uri.location}: {exc}") from exc
         except errors.SecurityError as exc:  # the reply failed our HMAC check: Pyro4 raises CommunicationError
@@ -509,10 +575,14 @@ class Proxy:
         if not msg.flags & FLAGS_META_ON_CONNECT:
             return ser.loads(msg.data) if msg.data else "?"
         response, members = _connect_answer(ser, msg.serializer_id, msg.data)
+        self._note_members(uri, members)
+        return response
+
+    def _note_members(self, uri: URI, members: _Members) -> None:
+        """Take the members a handshake with (resolved) ``uri`` reported, and remember its plain methods."""
         self._apply_members(members)
         if _known_methods.get(_uri_key(uri)) is not members.plain or uri is not self._pyroUri:
             _remember((uri,) if uri is self._pyroUri else (uri, self._pyroUri), members.plain)
-        return response
 
     # ------------------------------------------------------------------ calls
     def _pyroInvoke(  # noqa: N802
@@ -584,11 +654,13 @@ class Proxy:
                     self._adopt(conn, uri, False)
                     try:
                         if parts is None:
-                            _send_connecting(conn, uri, hello + head + payload)
+                            data = self._first_call(conn, uri, hello + head + payload, seq, sid)
+                            if data is not None:  # both replies taken at once: a plain result
+                                return ser.loads(data)
                         else:
                             _send_connecting(conn, uri, hello)
                             conn.send_gather(head, parts)
-                        self._handshake_reply(conn, uri)  # CONNECTFAIL raises: the daemon closes without the call
+                            self._handshake_reply(conn, uri)  # CONNECTFAIL raises: the daemon closes without the call
                     except BaseException:
                         self._pyroRelease()
                         raise
