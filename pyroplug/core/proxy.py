@@ -34,12 +34,12 @@ from pyroplug.core.protocol import (
     FLAGS_KEEPSERIALIZED,
     FLAGS_META_ON_CONNECT,
     FLAGS_ONEWAY,
+    HEADER_SIZE,
     MSG_CONNECT,
     MSG_CONNECTFAIL,
     MSG_CONNECTOK,
     MSG_INVOKE,
     MSG_RESULT,
-    HEADER_SIZE,
     MessageReader,
     _unpack_chunk,
     _unpack_header,
@@ -513,8 +513,8 @@ class Proxy:
         try:
             sendall(data)
         except (OSError, ValueError) as exc:
-            error = map_oserror(exc, "sending")
-            raise type(error)(f"cannot connect to {uri.location}: {error}") from exc
+            failed = map_oserror(exc, "sending")
+            raise type(failed)(f"cannot connect to {uri.location}: {failed}") from exc
         reader = conn.reader
         view = reader._view
         try:

@@ -201,32 +201,41 @@ class ServerType(ABC):
     ACCEPT_BATCH: ClassVar[int] = 256
 
     def accept_pending(self, adopt: Callable[[Connection], None]) -> None:
-        """Accept up to ACCEPT_BATCH pending connections: each is stamped, shown to the handler
-        (``connection_opened``) and then handed to ``adopt`` (register it, queue it, ...).
+        """Accept up to ACCEPT_BATCH pending connections (see :meth:`accept_one`), handing each to
+        ``adopt`` (register it, queue it, ...). A failing ``adopt`` drops only that connection."""
+        for _ in range(self.ACCEPT_BATCH):
+            conn = self.accept_one()
+            if conn is None:
+                return
+            try:
+                adopt(conn)
+            except Exception as exc:
+                self.service_failed(conn, exc)
 
-        A failing handler or ``adopt`` drops only that connection; running out of descriptors is logged
-        and retried on the next readiness. Stops early once the server shuts down.
-        """
+    def accept_one(self) -> Connection | None:
+        """Accept one pending connection, stamped and shown to the handler (``connection_opened``); None
+        when none is pending or the server shuts down. One the handler fails on is dropped and the next
+        pending one taken; running out of descriptors is logged (retried on the next readiness)."""
         listener, handler = self.listener, self.handler
         assert listener is not None and handler is not None
-        for _ in range(self.ACCEPT_BATCH):
-            if getattr(self, "_shutdown", False):
-                return
+        while not getattr(self, "_shutdown", False):
             try:
                 conn = listener.accept()
             except errors.CommunicationError as exc:
                 if not getattr(self, "_closed", False):
                     log.warning("accept failed: %s", exc)
                     time.sleep(0.01)  # out of descriptors: give the clients a moment to go away
-                return
+                return None
             if conn is None:
-                return
+                return None
             conn.last_activity = time.monotonic()
             try:
                 handler.connection_opened(conn)
-                adopt(conn)
             except Exception as exc:
                 self.service_failed(conn, exc)
+                continue
+            return conn
+        return None
 
     def service_failed(self, conn: Connection, exc: BaseException) -> None:
         """Log why servicing ``conn`` failed, at a level that fits the cause, and :meth:`drop` it."""

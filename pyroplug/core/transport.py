@@ -468,6 +468,9 @@ class Listener(ABC):
 
     #: the location string put into URIs, e.g. ``localhost:5555`` or ``./u:/tmp/sock``
     location: str
+    #: :meth:`accept` may run in several threads at once, and :meth:`fileno` stays readable while a
+    #: connection is pending: a server type may then let its idle threads accept (the thread server does)
+    concurrent_accept: ClassVar[bool] = False
 
     @abstractmethod
     def accept(self) -> Connection | None:
@@ -502,6 +505,8 @@ class SocketListener(Listener):
 
     The listening socket is switched to non-blocking mode, so :meth:`accept` never blocks.
     """
+
+    concurrent_accept: ClassVar[bool] = True  # the kernel's accept queue
 
     def __init__(self, sock: socket.socket, location: str, config: Config) -> None:
         sock.setblocking(False)

@@ -57,6 +57,7 @@ class MemoryListener(Listener):
 
     #: connects beyond this many unaccepted ones are refused, like a full listen backlog
     BACKLOG: ClassVar[int] = 4096
+    concurrent_accept: ClassVar[bool] = True  # accept() takes the lock; the wakeup byte stays while any wait
 
     def __init__(self, name: str, config: Config) -> None:
         self.name = name

@@ -353,6 +353,11 @@ class MultiplexServer(ServerType):
         self._gate = _Gate(self)
         #: the single busy connection to read next without polling first, until _quick_until
         self._quick: Connection | None = None
+        #: a new connection read in quick mode from the start, in _conns (under this fd) but not in the
+        #: selector yet: registered only if it is still open when quick mode ends (a connection that
+        #: makes its calls and closes meanwhile costs no selector registration at all)
+        self._unregistered: Connection | None = None
+        self._unregistered_fd = -1
         self._quick_until = 0.0
         #: connections out of the selector while their call waits for a remote reply (or runs deferred)
         self._suspended: set[Connection] = set()
@@ -498,6 +503,8 @@ class MultiplexServer(ServerType):
                 self._housekeep(now)
             return gate.holder == me
         finally:
+            if self._unregistered is not None and self._quick is None:  # polled from now on
+                self._register_unregistered()
             gate.unlock()
 
     def events(self, eventsockets: Iterable[Any]) -> None:
@@ -575,10 +582,29 @@ class MultiplexServer(ServerType):
         self.accept_pending(self._adopt)
 
     def _adopt(self, conn: Connection) -> None:
+        if not self._conns and self._quick is None and self._loop_thread == threading.get_ident():
+            # the only connection, its handshake on its way: read it next, in the selector only later
+            fd = conn.fileno()
+            self._conns[fd] = conn
+            self._start_quick(conn)
+            if self._quick is conn:
+                self._unregistered, self._unregistered_fd = conn, fd
+                return
+            del self._conns[fd]
         key = self._selector.register(conn, selectors.EVENT_READ, (self, conn))
         self._conns[key.fd] = conn
-        if len(self._conns) == 1 and self._quick is None and self._loop_thread == threading.get_ident():
-            self._start_quick(conn)  # the only connection, its handshake on its way: read it next
+
+    def _register_unregistered(self) -> None:
+        """Put the connection that quick mode read without the selector into it (when still open)."""
+        conn, fd = self._unregistered, self._unregistered_fd
+        self._unregistered = None
+        if conn is None or self._conns.get(fd) is not conn or conn in self._suspended:
+            return  # closed meanwhile, or suspended (resumed into the selector later)
+        try:
+            self._selector.register(conn, selectors.EVENT_READ, (self, conn))
+        except (KeyError, ValueError, OSError) as exc:
+            self._forget(conn)
+            self.service_failed(conn, exc)
 
     def _handle(self, conn: Connection, first: Message | None = None) -> bool:
         """Read ``conn`` once (or take the deferred ``first`` message) and handle every complete message.
@@ -682,6 +708,8 @@ class MultiplexServer(ServerType):
         """Put a suspended connection back into the selector (unless it was closed meanwhile)."""
         with self._gate.cv:
             self._suspended.discard(conn)
+            if conn is self._unregistered:  # registered here
+                self._unregistered = None
             if self._closed or not any(known is conn for known in self._conns.values()):
                 return
             try:
@@ -706,6 +734,10 @@ class MultiplexServer(ServerType):
         """Unregister ``conn`` (still open or not) from the selector and the connection table."""
         if self._quick is conn:
             self._quick = None
+        if conn is self._unregistered:  # never in the selector
+            self._unregistered = None
+            self._conns.pop(self._unregistered_fd, None)
+            return
         try:
             key = self._selector.unregister(conn)
             self._conns.pop(key.fd, None)
@@ -766,6 +798,7 @@ class MultiplexServer(ServerType):
 
     def _move_to(self, selector: selectors.BaseSelector) -> None:
         """Re-register everything in ``selector`` and use it from now on (it belongs to another server)."""
+        self._register_unregistered()
         for key in list(self._selector.get_map().values()):
             self._selector.unregister(key.fileobj)
             selector.register(key.fileobj, key.events, key.data)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import os
 import select
 import selectors
 import socket
@@ -79,6 +80,16 @@ def _two_fd_waiter(first: int, second: int) -> Callable[[float], list[int]]:
     poller.register(second, select.POLLIN)
     poll = poller.poll
     return lambda seconds: [fd for fd, _event in poll(seconds * 1000)]
+
+
+def _exclusive_waiter(wake_fd: int, listener_fd: int) -> tuple[Callable[[float], list[int]], Any]:
+    """Like :func:`_two_fd_waiter`, with the listener watched by an epoll (returned too) in exclusive mode,
+    alongside the idle workers' doors (see _Door)."""
+    epoll = select.epoll()
+    epoll.register(wake_fd, select.EPOLLIN)
+    epoll.register(listener_fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+    poll = epoll.poll
+    return (lambda seconds: [fd for fd, _event in poll(seconds)]), epoll
 
 
 def _drain(sock: socket.socket) -> None:
@@ -142,6 +153,64 @@ class _Waiter:
         return self._fd in readable, self._pressure_fd in readable  # pragma: no cover
 
 
+#: idle workers can wait for new connections themselves (Linux: epoll with EPOLLEXCLUSIVE, eventfd)
+_DOORS = hasattr(select, "epoll") and hasattr(select, "EPOLLEXCLUSIVE") and hasattr(os, "eventfd")
+
+
+class _Door:
+    """Where an idle worker waits: for a job handed to it (a knock) or a new connection on the listener.
+
+    Every idle worker watches the listener with EPOLLEXCLUSIVE, so the kernel wakes one waiting worker
+    per new connection, and that worker accepts and serves it itself: no hand-off from an accepting
+    thread (a wake-up and a context switch less per connection). Among waiting workers the kernel
+    prefers the one whose door was made first.
+    """
+
+    __slots__ = ("_epoll", "_efd")
+
+    def __init__(self, listener_fd: int) -> None:
+        self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        try:
+            self._epoll = select.epoll()
+            self._epoll.register(self._efd, select.EPOLLIN)
+            self._epoll.register(listener_fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+        except BaseException:
+            os.close(self._efd)
+            raise
+
+    def knock(self) -> None:
+        """Wake the worker waiting here (from any thread)."""
+        try:
+            os.eventfd_write(self._efd, 1)
+        except OSError:  # closed: the worker is gone
+            pass
+
+    def wait(self, timeout: float) -> tuple[bool, bool]:
+        """(knocked, a connection may be pending) after at most ``timeout`` seconds; a knock is consumed."""
+        knocked = incoming = False
+        for fd, _mask in self._epoll.poll(timeout):
+            if fd == self._efd:
+                knocked = True
+                try:
+                    os.eventfd_read(self._efd)
+                except OSError:
+                    pass
+            else:
+                incoming = True
+        return knocked, incoming
+
+    def clear(self) -> None:
+        """Consume a knock, if there is one."""
+        try:
+            os.eventfd_read(self._efd)
+        except OSError:  # none (non-blocking), or closed
+            pass
+
+    def close(self) -> None:
+        self._epoll.close()
+        os.close(self._efd)
+
+
 class _Worker(threading.Thread):
     _ids = itertools.count(1)
 
@@ -150,8 +219,18 @@ class _Worker(threading.Thread):
         self.pool = pool
         self.job: Job | None = first_job
         self.wake = threading.Lock()
-        self.wake.acquire()  # released by the pool to hand this (idle) worker a job
+        self.wake.acquire()  # released by the pool to hand this (idle) worker a job (without a door)
         self.waiter = _Waiter(pool.pressure_fd)
+        #: where the worker waits while idle when it accepts connections itself (see _Door), else None
+        self.door: _Door | None = pool.new_door()
+
+    def hand(self, job: Job | None) -> None:
+        """Give this idle worker ``job`` (None: exit) and wake it; with the pool's lock held."""
+        self.job = job
+        if self.door is not None:
+            self.door.knock()
+        else:
+            self.wake.release()
 
     def run(self) -> None:
         pool = self.pool
@@ -173,6 +252,8 @@ class _Worker(threading.Thread):
         finally:
             call_gates.pop(me, None)
             pool.worker_exited(self)
+            if self.door is not None:
+                self.door.close()
 
 
 class _Pool:
@@ -194,6 +275,20 @@ class _Pool:
         self.closed = False
         #: workers whose call waits for a remote reply (they do not count towards size_max)
         self.waiting = 0
+        #: the listener's fd when idle workers accept connections themselves (see _Door), else None
+        self.door_fd: int | None = None
+
+    def new_door(self) -> _Door | None:
+        """A door for a new worker (None when workers do not accept); the accept loop stays last in line."""
+        if self.door_fd is None:
+            return None
+        try:
+            door = _Door(self.door_fd)
+        except (OSError, ValueError) as exc:
+            log.debug("worker without a door: %s", exc)
+            return None
+        self.server.last_in_line()
+        return door
 
     def _set_pressure(self, on: bool) -> None:  # with the lock held
         if on != self.pressure:
@@ -209,9 +304,7 @@ class _Pool:
             if self.closed:
                 return False
             if self._idle:
-                worker = self._idle.pop()
-                worker.job = (conn, ready)
-                worker.wake.release()
+                self._idle.pop().hand((conn, ready))
                 return True
             if len(self.workers) - self.waiting < self.size_max:
                 worker = _Worker(self, (conn, ready))
@@ -247,6 +340,8 @@ class _Pool:
                     self._set_pressure(False)
                 return job
             self._idle.append(worker)
+        if worker.door is not None:
+            return self._wait_at_door(worker, worker.door)
         while True:
             woken = worker.wake.acquire(timeout=self.idle_timeout)
             with self._lock:
@@ -260,6 +355,29 @@ class _Pool:
                     worker.wake.acquire()
                 handed, worker.job = worker.job, None
                 return handed
+
+    def _wait_at_door(self, worker: _Worker, door: _Door) -> Job | None:
+        """next_job for an idle worker with a door: a handed job, or a connection it accepted itself."""
+        server = self.server
+        while True:
+            knocked, incoming = door.wait(self.idle_timeout)
+            conn = server.accept_one() if incoming and not self.closed else None
+            with self._lock:
+                if worker in self._idle:  # nothing was handed to it
+                    if conn is not None:
+                        self._idle.remove(worker)
+                        return conn, False
+                    if not knocked and not incoming and len(self.workers) > self.size_min and not self.closed:
+                        self._idle.remove(worker)
+                        self.workers.discard(worker)  # now, so that other idle workers count it gone
+                        return None
+                    continue
+                handed, worker.job = worker.job, None
+            if not knocked:  # handed a job while it accepted: take the knock now (not a spurious wake later)
+                door.clear()
+            if conn is not None and not self.submit(conn, False):  # accepted just as a job came: pass it on
+                server.drop(conn)
+            return handed
 
     def worker_exited(self, worker: _Worker) -> None:
         with self._lock:
@@ -309,8 +427,7 @@ class _Pool:
             queued = list(self._queue)
             self._queue.clear()
             for worker in self._idle:
-                worker.job = None
-                worker.wake.release()
+                worker.hand(None)
             self._idle.clear()
             _poke(self._pressure_w)  # stays readable: every lingering worker notices the close
             self.pressure = True
@@ -443,6 +560,9 @@ class ThreadServer(ServerType):
     #: (level-triggered) poll right after handing a connection to a worker, instead of first failing
     #: another accept while the woken worker waits for the interpreter lock
     ACCEPT_BATCH: ClassVar[int] = 1
+    #: idle workers accept new connections themselves where the platform can (see _Door); else the
+    #: accept loop accepts every connection and hands it to a worker
+    WORKERS_ACCEPT: ClassVar[bool] = True
     #: how long close() waits for workers and the parker thread, in total
     CLOSE_WAIT: ClassVar[float] = 3.0
 
@@ -455,12 +575,15 @@ class ThreadServer(ServerType):
         self._shutdown = False
         self._closed = False
         self._loop_thread: int | None = None
+        self._loop_epoll: Any = None  # the accept loop's epoll while it runs with workers' doors
         self._loop_done = threading.Event()
         self._loop_done.set()
 
     def init(self, handler: RequestHandler, listener: Listener) -> None:
         super().init(handler, listener)
         self.preset_receive_wait(self.QUICK_WAIT)  # what _serve sets: no system call per connection then
+        if self.WORKERS_ACCEPT and _DOORS and listener.concurrent_accept:
+            self.pool.door_fd = listener.fileno()
 
     # --- starting ----------------------------------------------------------------------------
     def _ensure_started(self) -> _Parker:
@@ -485,9 +608,16 @@ class ThreadServer(ServerType):
         poll_timeout = self.config.POLLTIMEOUT if self.config.POLLTIMEOUT > 0 else 2.0
         self._loop_thread = threading.get_ident()
         self._loop_done.clear()
+        epoll = None
         try:
             wake_fd = self._loop_wake_r.fileno()
-            wait = _two_fd_waiter(wake_fd, fileno_of(listener.sock or listener))
+            listener_fd = fileno_of(listener.sock or listener)
+            if self.pool.door_fd is not None:  # idle workers accept too: this loop only when none waits
+                wait, epoll = _exclusive_waiter(wake_fd, listener_fd)
+                self._loop_epoll = epoll
+                self.last_in_line()  # behind the doors of the workers there are already
+            else:
+                wait = _two_fd_waiter(wake_fd, listener_fd)
             while not self._shutdown and loop_condition():
                 try:
                     ready = wait(poll_timeout)
@@ -502,7 +632,23 @@ class ThreadServer(ServerType):
                         self._accept_pending()
         finally:
             self._loop_thread = None
+            if epoll is not None:
+                self._loop_epoll = None
+                epoll.close()
             self._loop_done.set()
+
+    def last_in_line(self) -> None:
+        """Register the accept loop's watch of the listener again, behind the doors of the workers: the
+        kernel wakes the first waiting one in order of registration, so the loop accepts (and hands the
+        connection to the pool) only when no idle worker waits. Called when a worker gets its door."""
+        epoll, fd = self._loop_epoll, self.pool.door_fd
+        if epoll is None or fd is None:
+            return
+        try:
+            epoll.unregister(fd)
+            epoll.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+        except (OSError, ValueError, KeyError):  # the loop ended meanwhile
+            pass
 
     def events(self, eventsockets: Iterable[Any]) -> None:
         """Accept the pending connections when the listener is among ``eventsockets`` (Pyro4 semantics)."""

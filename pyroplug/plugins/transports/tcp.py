@@ -44,8 +44,15 @@ def _tune(sock: socket.socket) -> None:
     send of large payloads) would otherwise sit in Nagle's buffer until the peer's delayed ACK, up to
     ~40 ms per call. SO_KEEPALIVE lets dead peers of idle connections be noticed eventually.
     """
-    socketutil.setNoDelay(sock)
-    socketutil.setKeepalive(sock)
+    # (socketutil.setNoDelay and setKeepalive, inline: this runs for every connect)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    except OSError:
+        pass
 
 
 def _tuned(sock: socket.socket) -> bool:

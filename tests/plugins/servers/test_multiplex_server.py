@@ -201,3 +201,65 @@ def test_uri_of_a_multiplex_daemon_location(registry, tmp_path):
     with running(registry, "multiplex", TCP4, str(tmp_path)) as srv:
         uri = URI(f"PYRO:thing@{srv.listener.location}")
         assert uri.port == srv.listener.port
+
+
+def _recording_registrations(server: MultiplexServer) -> list:
+    """The file objects registered in ``server``'s selector from now on."""
+    selector = server.selector
+    register = selector.register
+    seen: list = []
+
+    def recording(fileobj, events, data=None):
+        seen.append(fileobj)
+        return register(fileobj, events, data)
+
+    selector.register = recording  # type: ignore[method-assign]
+    return seen
+
+
+def test_a_connection_done_within_quick_mode_never_enters_the_selector(registry, tmp_path, monkeypatch):
+    # a loaded machine must not end quick mode before the client's close arrives
+    monkeypatch.setattr(MultiplexServer, "QUICK_WAIT", 0.5)
+    monkeypatch.setattr(MultiplexServer, "QUICK_SPAN", 5.0)
+    with running(registry, "multiplex", TCP4, str(tmp_path)) as srv:
+        registered = _recording_registrations(srv.server)
+        for i in range(10):
+            conn = srv.connect()
+            assert call(conn, b"q%d" % i) == b"q%d" % i
+            conn.close()
+            assert wait_until(lambda: not srv.server.connections)
+        assert registered == []
+        assert len(srv.handler.closed) == 10
+
+
+def test_a_connection_still_open_after_quick_mode_is_polled(registry, tmp_path):
+    with running(registry, "multiplex", TCP4, str(tmp_path)) as srv:
+        registered = _recording_registrations(srv.server)
+        first = srv.connect()
+        assert call(first, b"one") == b"one"
+        assert wait_until(lambda: len(registered) == 1)  # quick mode ended: in the selector now
+        time.sleep(0.05)
+        assert call(first, b"later") == b"later"
+        second = srv.connect()  # arrives while the first is polled
+        assert call(second, b"two") == b"two"
+        assert call(first, b"one again") == b"one again"
+        assert len(registered) == 2
+        first.close()
+        second.close()
+        assert wait_until(lambda: not srv.server.connections)
+
+
+def test_two_connections_arriving_together(registry, tmp_path):
+    """The second arrives while the first is read in quick mode, before it is in the selector."""
+    with running(registry, "multiplex", TCP4, str(tmp_path)) as srv:
+        for _ in range(5):
+            first, second = srv.connect(), srv.connect()
+            send_request(first, b"a")
+            send_request(second, b"b")
+            assert bytes(first.recv_message().data) == b"a"
+            assert bytes(second.recv_message().data) == b"b"
+            assert call(first, b"c", seq=1) == b"c"
+            first.close()
+            assert call(second, b"d", seq=1) == b"d"
+            second.close()
+            assert wait_until(lambda: not srv.server.connections)

@@ -9,7 +9,9 @@ import time
 import pytest
 
 from pyroplug.core import protocol
+from pyroplug.plugins.servers import thread as thread_module
 from pyroplug.plugins.servers.thread import ThreadServer
+from pyroplug.testing.memory_transport import MemoryListener
 from tests.plugins.servers.support import (
     ENDPOINTS,
     RunningServer,
@@ -250,3 +252,94 @@ def test_soak_many_clients_many_calls(registry, tmp_path):
                 assert conn.recv_message().seq == round_
         for conn in conns:
             conn.close()
+
+
+def _recording_hand_offs(monkeypatch) -> list:
+    """The connections the accept loop (or events()) hands to the pool from now on."""
+    handed: list = []
+    adopt = ThreadServer._adopt
+
+    def recording(self, conn):
+        handed.append(conn)
+        adopt(self, conn)
+
+    monkeypatch.setattr(ThreadServer, "_adopt", recording)
+    return handed
+
+
+def _sequential_calls(srv, count: int) -> None:
+    """``count`` connections one after the other, each waiting until the worker is idle again."""
+    pool = srv.server.pool
+    for i in range(count):
+        conn = srv.connect()
+        assert call(conn, b"n%d" % i) == b"n%d" % i
+        conn.close()
+        assert wait_until(lambda: pool.idle_count == len(pool.workers) > 0)
+        time.sleep(0.02)  # (and back in its wait)
+
+
+@pytest.mark.skipif(not thread_module._DOORS, reason="needs epoll with EPOLLEXCLUSIVE and eventfd (Linux)")
+@pytest.mark.parametrize("endpoint", [TCP4, ENDPOINTS[2], MEM], ids=["tcp4", "unix", "mem"])
+def test_idle_workers_accept_new_connections_themselves(registry, endpoint, tmp_path, monkeypatch):
+    if endpoint.skip:
+        pytest.skip(endpoint.skip)
+    handed = _recording_hand_offs(monkeypatch)
+    with running(registry, "thread", endpoint, str(tmp_path)) as srv:
+        _sequential_calls(srv, 20)
+        assert len(srv.server.pool.workers) == 1
+        assert all(name.startswith("pyroplug-worker") for name in srv.handler.threads)
+    assert len(handed) <= 1  # the first connection: no worker existed yet
+
+
+def test_without_doors_the_accept_loop_hands_every_connection_over(registry, tmp_path, monkeypatch):
+    handed = _recording_hand_offs(monkeypatch)
+    monkeypatch.setattr(ThreadServer, "WORKERS_ACCEPT", False)
+    with running(registry, "thread", TCP4, str(tmp_path)) as srv:
+        _sequential_calls(srv, 5)
+    assert len(handed) == 5
+    handed.clear()
+    monkeypatch.setattr(ThreadServer, "WORKERS_ACCEPT", True)
+    monkeypatch.setattr(MemoryListener, "concurrent_accept", False)  # a listener that must accept in one thread
+    with running(registry, "thread", MEM, str(tmp_path)) as srv:
+        _sequential_calls(srv, 5)
+    assert len(handed) == 5
+
+
+@pytest.mark.skipif(not thread_module._DOORS, reason="needs epoll with EPOLLEXCLUSIVE and eventfd (Linux)")
+def test_a_job_handed_to_a_worker_that_just_accepted(registry, tmp_path):
+    """A parked connection's request and a new connection reach the same idle worker at once: both served."""
+    cfg = test_config(THREADPOOL_SIZE=4)
+    for _ in range(5):
+        with running(registry, "thread", TCP4, str(tmp_path), config=cfg) as srv:
+            pool = srv.server.pool
+            parked = srv.connect()
+            assert call(parked, b"first") == b"first"
+            assert wait_until(lambda: len(srv.server.connections) == 1)  # parked after the linger
+            assert wait_until(lambda pool=pool: pool.idle_count == len(pool.workers) == 1)
+            time.sleep(0.02)
+            with pool._lock:  # the parker's hand-off and the worker's accept both wait for the lock
+                send_request(parked, b"parked")
+                fresh = srv.connect()
+                send_request(fresh, b"fresh")
+                time.sleep(0.1)
+            assert bytes(parked.recv_message().data) == b"parked"
+            assert bytes(fresh.recv_message().data) == b"fresh"
+            assert call(fresh, b"again", seq=1) == b"again"
+            parked.close()
+            fresh.close()
+
+
+@pytest.mark.skipif(not thread_module._DOORS, reason="needs epoll with EPOLLEXCLUSIVE and eventfd (Linux)")
+def test_idle_workers_with_doors_exit_and_close_them(registry, tmp_path, monkeypatch):
+    monkeypatch.setattr(ThreadServer, "WORKER_IDLE_TIMEOUT", 0.2)
+    cfg = test_config(THREADPOOL_SIZE_MIN=1, THREADPOOL_SIZE=8)
+    with running(registry, "thread", TCP4, str(tmp_path), config=cfg) as srv:
+        conns = [srv.connect() for _ in range(4)]
+        for conn in conns:
+            send_request(conn, b"sleep:0.2")
+        for conn in conns:
+            assert conn.recv_message().data
+        for conn in conns:
+            conn.close()
+        assert wait_until(lambda: len(srv.server.pool.workers) == 1, timeout=10)
+        _sequential_calls(srv, 3)  # the one left still accepts
