@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +20,7 @@ from pyroplug.core.protocol import (
     SplitBody,
     encode,
 )
+from tests.core.splitting import read_in_pieces
 
 msgpack = pytest.importorskip("msgpack")
 from pyroplug.plugins.serializers.msgpack import MsgpackSerializer  # noqa: E402
@@ -31,25 +31,6 @@ SER = MsgpackSerializer(Config())
 SID = SER.serializer_id
 BIG = os.urandom(protocol.SPLIT_THRESHOLD + 4321)
 CORR = bytes(range(16))
-
-
-def read_in_pieces(wire: bytes, seed: int, reader: MessageReader | None = None) -> list[protocol.Message]:
-    """Drive a reader like a socket loop (get_buffer, a random partial fill, buffer_updated)."""
-    reader = reader or MessageReader()
-    rnd = random.Random(seed)
-    out = []
-    pos = 0
-    while pos < len(wire):
-        buf = reader.get_buffer()
-        n = min(len(buf), rnd.choice([1, 7, 100, 5000, 70_000, 1 << 20]), len(wire) - pos)
-        buf[:n] = wire[pos : pos + n]
-        buf.release()
-        pos += n
-        reader.buffer_updated(n)
-        while (msg := reader.next_message()) is not None:
-            out.append(msg)
-    assert reader.idle
-    return out
 
 
 @pytest.mark.parametrize("seed", range(4))

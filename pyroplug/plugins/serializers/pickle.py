@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib.util
 import io
 import pickle as _pickle
+import pickletools
 from typing import Any, ClassVar
 
 from pyroplug.core import errors
 from pyroplug.core.hookspec import hookimpl
+from pyroplug.core.protocol import SplitBody, register_splitter
 from pyroplug.core.serializer import (
     CallTuple,
     Serializer,
@@ -113,6 +115,43 @@ class _Unpickler(Pyro4NamesUnpicklerMixin, _pickle.Unpickler):
     """The C unpickler with Pyro4 names mapped to pyroplug classes."""
 
 
+#: a large ``bytes`` value this long or longer is received apart (see ``_locate_bytes``)
+_SPLIT_MIN = 1 << 20
+_BINBYTES = 0x42
+#: NEXT_BUFFER (protocol 5): the unpickler takes its next out-of-band buffer, here the value received apart
+_NEXT_BUFFER = b"\x97"
+#: what follows a pickled bare ``bytes`` value: MEMOIZE STOP (protocol 4+) or BINPUT 0 STOP (protocol 3)
+_BARE_TAILS = (b"\x94.", b"q\x00.")
+
+
+def _locate_bytes(msgtype: int, prefix: memoryview, size: int) -> tuple[int, int] | None:
+    """Where the first large ``bytes`` value of a pickle payload is (see ``register_splitter``).
+
+    The opcodes of the received prefix are parsed (``pickletools.genops``, which runs nothing) up to the
+    first one the prefix ends inside of; when that is a BINBYTES of at least 1 MiB outside any frame (as
+    pickle writes large values from protocol 4 on, and always in protocol 3), (offset, length) of its
+    raw bytes. Anything else: None.
+    """
+    data = bytes(prefix)
+    if len(data) < 7 or data[0] != 0x80 or data[1] < 3:  # protocol 2 pickles bytes through _codecs
+        return None
+    stream = io.BytesIO(data)
+    end = frame_end = 0
+    try:
+        for opcode, arg, _pos in pickletools.genops(stream):
+            end = stream.tell()
+            if opcode.name == "FRAME":
+                frame_end = end + arg
+    except ValueError:  # the prefix ends inside an opcode's argument
+        pass
+    if end < frame_end or end + 5 > len(data) or data[end] != _BINBYTES:
+        return None
+    length = int.from_bytes(data[end + 1 : end + 5], "little")
+    if length < _SPLIT_MIN or end + 5 + length > size:
+        return None
+    return end + 5, length
+
+
 class _ViewReader:
     """A read-only file over a memoryview for the unpickler: large byte strings are read straight into
     their objects (``readinto``), so a large body is neither copied first nor scanned for names."""
@@ -212,6 +251,8 @@ class PickleSerializer(Serializer):
     def loads(self, data: bytes | bytearray | memoryview) -> Any:
         """Unpickle a value; Pyro4 class names load as pyroplug classes."""
         try:
+            if type(data) is SplitBody:
+                return self._loads_split(data)
             if type(data) is memoryview:  # a large body: read in place, Pyro4 names mapped as they come
                 return _Unpickler(_ViewReader(data)).load()
             if _PYRO4 in data:
@@ -226,8 +267,21 @@ class PickleSerializer(Serializer):
         """Unpickle a call 4-tuple."""
         return check_call(self.loads(data))
 
+    @staticmethod
+    def _loads_split(body: SplitBody) -> Any:
+        """Unpickle a payload whose large bytes value was received apart (see ``_locate_bytes``): the
+        value comes back as the very bytes object received. A bare value is that object; otherwise its
+        BINBYTES opcode becomes a NEXT_BUFFER and the object the out-of-band buffer."""
+        head, value, tail = body.head, body.value, body.tail
+        if len(head) == 7 and tail in _BARE_TAILS:  # PROTO n, BINBYTES length: a result of just the bytes
+            return value
+        if len(head) < 7 or head[-5] != _BINBYTES:
+            raise errors.SerializeError("invalid pickle data: large value out of place")
+        return _Unpickler(io.BytesIO(head[:-5] + _NEXT_BUFFER + tail), buffers=[value]).load()
+
 
 @hookimpl
 def pyroplug_serializers() -> tuple[type[Serializer], ...]:
     """The pickle serializer (standard library; never accepted unless listed in SERIALIZERS_ACCEPTED)."""
+    register_splitter(PickleSerializer.serializer_id, _locate_bytes)
     return (PickleSerializer,)
