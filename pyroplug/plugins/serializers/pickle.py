@@ -140,8 +140,8 @@ def _locate_bytes(msgtype: int, prefix: memoryview, size: int) -> tuple[int, int
     try:
         for opcode, arg, _pos in pickletools.genops(stream):
             end = stream.tell()
-            if opcode.name == "FRAME":
-                frame_end = end + int(arg)
+            if opcode.name == "FRAME" and type(arg) is int:
+                frame_end = end + arg
     except ValueError:  # the prefix ends inside an opcode's argument
         pass
     if end < frame_end or end + 5 > len(data) or data[end] != _BINBYTES:
