@@ -91,6 +91,8 @@ def _autoproxy() -> Any:
 
 
 _autoproxy_hook: Any = None
+#: (registry id, serializer name) -> the registry, for the SERIALIZER values new proxies found registered
+_known_serializers: dict[tuple[int, str], Any] = {}
 
 
 def _send_connecting(conn: Connection, uri: URI, data: bytes) -> None:
@@ -274,7 +276,12 @@ class Proxy:
         own["_pyroMaxRetries"] = cfg.MAX_RETRIES
         own["_timeout"] = cfg.COMMTIMEOUT
         own["_lock"] = threading.RLock()
-        get_registry().serializer(cfg.SERIALIZER)  # fail early on an unknown serializer
+        registry = get_registry()
+        if _known_serializers.get((id(registry), cfg.SERIALIZER)) is not registry:  # fail early on an unknown one
+            registry.serializer(cfg.SERIALIZER)
+            if len(_known_serializers) >= 64:
+                _known_serializers.clear()
+            _known_serializers[(id(registry), cfg.SERIALIZER)] = registry
 
     _pyroConnection: Any = None  # a Connection while connected
     _pyroSerializer: str | None = None
@@ -436,7 +443,7 @@ class Proxy:
 
             uri = resolve(uri, self._hmac)
         ser = get_registry().serializer(self._pyroSerializer or cfg.SERIALIZER)(cfg)
-        ser.replace = _autoproxy()
+        ser.replace = _autoproxy_hook or _autoproxy()
         object.__setattr__(self, "_ser", ser)
         object.__setattr__(self, "_object_id", uri.object)
         return uri
@@ -449,7 +456,11 @@ class Proxy:
         assert ser is not None
         handshake = self._pyroHandshake
         metadata = cfg.METADATA
-        ann = self._request_annotations(clear=False)
+        ctx = current_context
+        if ctx.annotations or ctx.correlation_id_bytes is not None or type(self)._pyroAnnotations is not _BASE_ANNOTATIONS:
+            ann = self._request_annotations(clear=False)
+        else:
+            ann = {}  # the common case, without a call
         key = None
         if not ann and self._hmac is None and type(handshake) in _SHAREABLE and type(uri.object) is str:
             # a pickle-family serializer's protocol version changes the bytes: part of the key

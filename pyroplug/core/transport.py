@@ -116,6 +116,7 @@ class Connection(ABC):
     plain_send: Callable[[bytes], None] | None = None
 
     def __init__(self) -> None:
+        # (SocketConnection.__init__ sets this itself instead of calling here: keep the two alike)
         self.pyroInstances: dict[type, Any] = {}
 
     #: a hint for :meth:`close`: wake up threads blocked reading this connection (a socket is shut down
@@ -264,7 +265,7 @@ class SocketConnection(Connection):
     """A Connection over a connected stream socket (TCP, unix, socketpair, TLS)."""
 
     def __init__(self, sock: socket.socket, keep_open: bool = False) -> None:
-        super().__init__()
+        self.pyroInstances = {}  # (Connection.__init__, inline: one connection per proxy connect)
         self.sock = sock
         if keep_open:
             self.keep_open = True
