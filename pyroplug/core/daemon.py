@@ -30,6 +30,7 @@ from pyroplug.core.gather import value_parts
 from pyroplug.core.lane import serving_lane
 from pyroplug.core.protocol import (
     FLAGS_BATCH,
+    FLAGS_COMPRESSED,
     FLAGS_EXCEPTION,
     FLAGS_ITEMSTREAMRESULT,
     FLAGS_KEEPSERIALIZED,
@@ -426,11 +427,12 @@ class Daemon:
     def _handshake(self, conn: Connection, msg: Message) -> None:
         reader = conn.reader
         if reader.defer_hmac:
-            try:
-                msg = reader.authenticate(msg)
-            except errors.SecurityError as exc:
-                self._refuse_unauthenticated(conn, exc)
-                raise
+            if reader.hmac_key or msg.flags & FLAGS_COMPRESSED or "HMAC" in msg.annotations:  # else nothing to do
+                try:
+                    msg = reader.authenticate(msg)
+                except errors.SecurityError as exc:
+                    self._refuse_unauthenticated(conn, exc)
+                    raise
             reader.defer_hmac = False  # later messages are checked by the reader itself
         ser = self._serializers.get(msg.serializer_id)
         corr = msg.annotations.get("CORR") or _new_corr()
@@ -440,7 +442,9 @@ class Daemon:
         try:
             if ser is None:
                 raise errors.SerializeError(f"message used serializer that is not accepted: {msg.serializer_id}")
-            handshake, object_id = self._hello_data(ser, msg)
+            data = msg.data
+            known = self._hellos.get((msg.serializer_id, data)) if type(data) is bytes else None
+            handshake, object_id = known if known is not None else self._hello_data(ser, msg)
             response = self.validateHandshake(conn, handshake)
             flags = 0
             if msg.flags & FLAGS_META_ON_CONNECT:
@@ -538,7 +542,8 @@ class Daemon:
         if obj is None or type(response) is not str:
             meta = self.objectsById[DAEMON_NAME].get_metadata(object_id, as_lists=True)
             return ser.dumps({"handshake": response, "meta": meta})
-        members = members_of(obj, self.config.REQUIRE_EXPOSE)
+        require = self.config.REQUIRE_EXPOSE
+        members = _members_by_class.get((type(obj), require)) or members_of(obj, require)
         key = (ser.serializer_id, object_id, response)
         cached = self._connect_answers.get(key)
         if cached is not None and cached[0] is members:  # the metadata comes from the members alone
