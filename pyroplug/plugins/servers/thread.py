@@ -163,20 +163,38 @@ class _Door:
     Every idle worker watches the listener with EPOLLEXCLUSIVE, so the kernel wakes one waiting worker
     per new connection, and that worker accepts and serves it itself: no hand-off from an accepting
     thread (a wake-up and a context switch less per connection). Among waiting workers the kernel
-    prefers the one whose door was made first.
+    prefers the one whose door was made (or watched again) first. While the server does not accept (no
+    request loop running, shut down) a door stops watching the listener once it saw a connection
+    pending, so that the level-triggered readiness does not keep waking it.
     """
 
-    __slots__ = ("_epoll", "_efd")
+    __slots__ = ("_epoll", "_efd", "_listener_fd", "watching")
 
-    def __init__(self, listener_fd: int) -> None:
+    def __init__(self, listener_fd: int, watch: bool) -> None:
+        self._listener_fd = listener_fd
+        self.watching = False
         self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         try:
             self._epoll = select.epoll()
             self._epoll.register(self._efd, select.EPOLLIN)
-            self._epoll.register(listener_fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+            if watch:
+                self.watch()
         except BaseException:
             os.close(self._efd)
             raise
+
+    def watch(self) -> None:
+        """Watch the listener (again)."""
+        self._epoll.register(self._listener_fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+        self.watching = True
+
+    def unwatch(self) -> None:
+        """Stop watching the listener."""
+        self.watching = False
+        try:
+            self._epoll.unregister(self._listener_fd)
+        except (OSError, ValueError):  # closed meanwhile: the kernel forgot it
+            pass
 
     def knock(self) -> None:
         """Wake the worker waiting here (from any thread)."""
@@ -282,12 +300,14 @@ class _Pool:
         """A door for a new worker (None when workers do not accept); the accept loop stays last in line."""
         if self.door_fd is None:
             return None
+        accepting = self.server.accepting
         try:
-            door = _Door(self.door_fd)
+            door = _Door(self.door_fd, accepting)
         except (OSError, ValueError) as exc:
             log.debug("worker without a door: %s", exc)
             return None
-        self.server.last_in_line()
+        if accepting:
+            self.server.last_in_line()
         return door
 
     def _set_pressure(self, on: bool) -> None:  # with the lock held
@@ -356,12 +376,31 @@ class _Pool:
                 handed, worker.job = worker.job, None
                 return handed
 
+    def rouse_idle(self) -> None:
+        """Wake the idle workers whose doors stopped watching the listener (they watch it again)."""
+        with self._lock:
+            for worker in self._idle:
+                if worker.door is not None and not worker.door.watching:
+                    worker.door.knock()
+
     def _wait_at_door(self, worker: _Worker, door: _Door) -> Job | None:
         """next_job for an idle worker with a door: a handed job, or a connection it accepted itself."""
         server = self.server
         while True:
+            if not door.watching and server.accepting:  # the request loop runs (again)
+                try:
+                    door.watch()
+                except (OSError, ValueError) as exc:  # the listener is closed: the pool closes too
+                    log.debug("door not watching: %s", exc)
+                else:
+                    server.last_in_line()
             knocked, incoming = door.wait(self.idle_timeout)
-            conn = server.accept_one() if incoming and not self.closed else None
+            conn = None
+            if incoming:
+                if server.accepting and not self.closed:
+                    conn = server.accept_one()
+                else:  # left to the request loop, whenever it runs: not woken by it again meanwhile
+                    door.unwatch()
             with self._lock:
                 if worker in self._idle:  # nothing was handed to it
                     if conn is not None:
@@ -616,6 +655,7 @@ class ThreadServer(ServerType):
                 wait, epoll = _exclusive_waiter(wake_fd, listener_fd)
                 self._loop_epoll = epoll
                 self.last_in_line()  # behind the doors of the workers there are already
+                self.pool.rouse_idle()  # doors that stopped watching while no loop ran watch again
             else:
                 wait = _two_fd_waiter(wake_fd, listener_fd)
             while not self._shutdown and loop_condition():
@@ -636,6 +676,11 @@ class ThreadServer(ServerType):
                 self._loop_epoll = None
                 epoll.close()
             self._loop_done.set()
+
+    @property
+    def accepting(self) -> bool:
+        """Whether idle workers accept new connections now: while the request loop runs, before shutdown."""
+        return self._loop_thread is not None and not self._shutdown and not self._closed
 
     def last_in_line(self) -> None:
         """Register the accept loop's watch of the listener again, behind the doors of the workers: the

@@ -343,3 +343,68 @@ def test_idle_workers_with_doors_exit_and_close_them(registry, tmp_path, monkeyp
             conn.close()
         assert wait_until(lambda: len(srv.server.pool.workers) == 1, timeout=10)
         _sequential_calls(srv, 3)  # the one left still accepts
+
+
+@pytest.mark.skipif(not thread_module._DOORS, reason="needs epoll with EPOLLEXCLUSIVE and eventfd (Linux)")
+def test_idle_workers_accept_only_while_the_request_loop_runs(registry, tmp_path, monkeypatch):
+    """A connection that arrives while no loop runs waits for the next loop, and no idle worker spins on it."""
+    waits = []
+    wait = thread_module._Door.wait
+
+    def counting(door, timeout):
+        waits.append(timeout)
+        return wait(door, timeout)
+
+    monkeypatch.setattr(thread_module._Door, "wait", counting)
+    srv = RunningServer(registry, "thread", TCP4, str(tmp_path), run_loop=False)
+    running_loop = threading.Event()
+    running_loop.set()
+    loop = threading.Thread(target=srv.server.loop, args=(running_loop.is_set,), daemon=True)
+    loop.start()
+    try:
+        _sequential_calls(srv, 3)  # a worker exists, idle at its door
+        running_loop.clear()  # the loop returns at its next wake-up (POLLTIMEOUT)
+        thread_module._poke(srv.server._loop_wake_w)
+        loop.join(5)
+        assert not loop.is_alive()
+        waits.clear()
+        late = srv.connect()
+        send_request(late, b"late")
+        time.sleep(0.3)
+        assert len(waits) <= 3  # woken once, then the door stopped watching: no busy loop
+        assert select.select([late.sock], [], [], 0)[0] == []  # not served while no loop runs
+        running_loop.set()
+        loop = threading.Thread(target=srv.server.loop, args=(running_loop.is_set,), daemon=True)
+        loop.start()
+        assert bytes(late.recv_message().data) == b"late"
+        late.close()
+        _sequential_calls(srv, 3)  # the doors watch again
+    finally:
+        srv.server.shutdown()
+        loop.join(5)
+        srv.server.close()
+
+
+@pytest.mark.skipif(not thread_module._DOORS, reason="needs epoll with EPOLLEXCLUSIVE and eventfd (Linux)")
+def test_no_busy_idle_workers_between_shutdown_and_close(registry, tmp_path, monkeypatch):
+    waits = []
+    wait = thread_module._Door.wait
+
+    def counting(door, timeout):
+        waits.append(timeout)
+        return wait(door, timeout)
+
+    monkeypatch.setattr(thread_module._Door, "wait", counting)
+    srv = RunningServer(registry, "thread", TCP4, str(tmp_path))
+    try:
+        _sequential_calls(srv, 2)
+        srv.server.shutdown()
+        srv.thread.join(5)
+        waits.clear()
+        pending = srv.connect()
+        send_request(pending, b"x")
+        time.sleep(0.3)
+        assert len(waits) <= 3
+        pending.close()
+    finally:
+        srv.stop()
