@@ -615,6 +615,8 @@ class ThreadServer(ServerType):
         self._closed = False
         self._loop_thread: int | None = None
         self._loop_epoll: Any = None  # the accept loop's epoll while it runs with workers' doors
+        #: whether idle workers accept new connections now: while the request loop runs, before shutdown
+        self.accepting = False
         self._loop_done = threading.Event()
         self._loop_done.set()
 
@@ -647,6 +649,7 @@ class ThreadServer(ServerType):
         poll_timeout = self.config.POLLTIMEOUT if self.config.POLLTIMEOUT > 0 else 2.0
         self._loop_thread = threading.get_ident()
         self._loop_done.clear()
+        self.accepting = not self._shutdown
         epoll = None
         try:
             wake_fd = self._loop_wake_r.fileno()
@@ -671,16 +674,12 @@ class ThreadServer(ServerType):
                     else:
                         self._accept_pending()
         finally:
+            self.accepting = False
             self._loop_thread = None
             if epoll is not None:
                 self._loop_epoll = None
                 epoll.close()
             self._loop_done.set()
-
-    @property
-    def accepting(self) -> bool:
-        """Whether idle workers accept new connections now: while the request loop runs, before shutdown."""
-        return self._loop_thread is not None and not self._shutdown and not self._closed
 
     def last_in_line(self) -> None:
         """Register the accept loop's watch of the listener again, behind the doors of the workers: the
@@ -812,6 +811,7 @@ class ThreadServer(ServerType):
     def shutdown(self) -> None:
         """Make loop() return promptly; safe from any thread, including a worker inside a call."""
         self._shutdown = True
+        self.accepting = False
         _poke(self._loop_wake_w)
 
     def close(self) -> None:
