@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import random
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from pyroplug.core import protocol
+from pyroplug.core.config import Config
 from pyroplug.core.protocol import MessageReader
 
 
@@ -25,3 +31,44 @@ def read_in_pieces(wire: bytes, seed: int, reader: MessageReader | None = None) 
             out.append(msg)
     assert reader.idle
     return out
+
+
+@contextmanager
+def echo_daemon(servertype: str, serializer: str) -> Iterator[Any]:
+    """A daemon (``servertype``, accepting ``serializer``) serving an echo object; yields its URI."""
+    from pyroplug.core.daemon import Daemon
+    from pyroplug.core.expose import expose
+
+    @expose
+    class Echo:
+        def echo(self, *args: Any, **kwargs: Any) -> Any:
+            return args[0] if len(args) == 1 and not kwargs else [list(args), kwargs]
+
+    config = Config()
+    config.SERVERTYPE = servertype
+    config.SERIALIZERS_ACCEPTED = {serializer, "marshal"}
+    daemon = Daemon(host="127.0.0.1", config=config)
+    uri = daemon.register(Echo(), "echo")
+    thread = threading.Thread(target=daemon.requestLoop, daemon=True)
+    thread.start()
+    try:
+        yield uri
+    finally:
+        daemon.shutdown()
+        thread.join(5)
+
+
+def large_round_trips(uri: Any, serializer: str) -> None:
+    """Large and small bytes values and calls with a large argument, echoed twice over one proxy."""
+    from pyroplug.core.proxy import Proxy
+
+    payloads = [os.urandom(n) for n in (protocol.SPLIT_THRESHOLD, 3 * 1024 * 1024 + 17, 100_000)]
+    with Proxy(uri) as proxy:
+        proxy._pyroSerializer = serializer
+        for _ in range(2):
+            for payload in payloads:
+                result = proxy.echo(payload)
+                assert type(result) is bytes and result == payload
+            args, kwargs = proxy.echo(1, payloads[1], "x", key=[payloads[0][:5]])
+            assert args == [1, payloads[1], "x"] and kwargs == {"key": [payloads[0][:5]]}
+            assert proxy.echo("small") == "small"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +18,7 @@ from pyroplug.core.protocol import (
     SplitBody,
     encode,
 )
-from tests.core.splitting import read_in_pieces
+from tests.core.splitting import echo_daemon, large_round_trips, read_in_pieces
 
 msgpack = pytest.importorskip("msgpack")
 from pyroplug.plugins.serializers.msgpack import MsgpackSerializer  # noqa: E402
@@ -137,41 +135,8 @@ def test_split_body_behaves_like_its_bytes() -> None:
 
 
 # ---- over real sockets ---------------------------------------------------------------------
-@pytest.fixture(params=["thread", "multiplex"])
-def uri(request: pytest.FixtureRequest) -> Iterator[Any]:
-    from pyroplug.core.daemon import Daemon
-    from pyroplug.core.expose import expose
-
-    @expose
-    class Echo:
-        def echo(self, *args: Any, **kwargs: Any) -> Any:
-            return args[0] if len(args) == 1 and not kwargs else [list(args), kwargs]
-
-    config = Config()
-    config.SERVERTYPE = request.param
-    config.SERIALIZERS_ACCEPTED = {"msgpack", "marshal"}
-    daemon = Daemon(host="127.0.0.1", config=config)
-    uri = daemon.register(Echo(), "echo")
-    thread = threading.Thread(target=daemon.requestLoop, daemon=True)
-    thread.start()
-    try:
-        yield uri
-    finally:
-        daemon.shutdown()
-        thread.join(5)
-
-
 @pytest.mark.timeout(60)
-def test_large_msgpack_bytes_round_trip_over_a_socket(uri: Any) -> None:
-    from pyroplug.core.proxy import Proxy
-
-    payloads = [os.urandom(n) for n in (protocol.SPLIT_THRESHOLD, 3 * 1024 * 1024 + 17, 100_000)]
-    with Proxy(uri) as proxy:
-        proxy._pyroSerializer = "msgpack"
-        for _ in range(2):
-            for payload in payloads:
-                result = proxy.echo(payload)
-                assert type(result) is bytes and result == payload
-            args, kwargs = proxy.echo(1, payloads[1], "x", key=[payloads[0][:5]])
-            assert args == [1, payloads[1], "x"] and kwargs == {"key": [payloads[0][:5]]}
-            assert proxy.echo("small") == "small"
+@pytest.mark.parametrize("servertype", ["thread", "multiplex"])
+def test_large_msgpack_bytes_round_trip_over_a_socket(servertype: str) -> None:
+    with echo_daemon(servertype, "msgpack") as uri:
+        large_round_trips(uri, "msgpack")

@@ -345,10 +345,10 @@ def test_idle_workers_with_doors_exit_and_close_them(registry, tmp_path, monkeyp
         _sequential_calls(srv, 3)  # the one left still accepts
 
 
-@pytest.mark.skipif(not thread_module._DOORS, reason="needs epoll with EPOLLEXCLUSIVE and eventfd (Linux)")
-def test_idle_workers_accept_only_while_the_request_loop_runs(registry, tmp_path, monkeypatch):
-    """A connection that arrives while no loop runs waits for the next loop, and no idle worker spins on it."""
-    waits = []
+@pytest.fixture
+def door_waits(monkeypatch) -> list:
+    """One entry per wait of an idle worker at its door from now on."""
+    waits: list = []
     wait = thread_module._Door.wait
 
     def counting(door, timeout):
@@ -356,6 +356,12 @@ def test_idle_workers_accept_only_while_the_request_loop_runs(registry, tmp_path
         return wait(door, timeout)
 
     monkeypatch.setattr(thread_module._Door, "wait", counting)
+    return waits
+
+
+@pytest.mark.skipif(not thread_module._DOORS, reason="needs epoll with EPOLLEXCLUSIVE and eventfd (Linux)")
+def test_idle_workers_accept_only_while_the_request_loop_runs(registry, tmp_path, door_waits):
+    """A connection that arrives while no loop runs waits for the next loop, and no idle worker spins on it."""
     srv = RunningServer(registry, "thread", TCP4, str(tmp_path), run_loop=False)
     running_loop = threading.Event()
     running_loop.set()
@@ -367,11 +373,11 @@ def test_idle_workers_accept_only_while_the_request_loop_runs(registry, tmp_path
         thread_module._poke(srv.server._loop_wake_w)
         loop.join(5)
         assert not loop.is_alive()
-        waits.clear()
+        door_waits.clear()
         late = srv.connect()
         send_request(late, b"late")
         time.sleep(0.3)
-        assert len(waits) <= 3  # woken once, then the door stopped watching: no busy loop
+        assert len(door_waits) <= 3  # woken once, then the door stopped watching: no busy loop
         assert select.select([late.sock], [], [], 0)[0] == []  # not served while no loop runs
         running_loop.set()
         loop = threading.Thread(target=srv.server.loop, args=(running_loop.is_set,), daemon=True)
@@ -386,25 +392,17 @@ def test_idle_workers_accept_only_while_the_request_loop_runs(registry, tmp_path
 
 
 @pytest.mark.skipif(not thread_module._DOORS, reason="needs epoll with EPOLLEXCLUSIVE and eventfd (Linux)")
-def test_no_busy_idle_workers_between_shutdown_and_close(registry, tmp_path, monkeypatch):
-    waits = []
-    wait = thread_module._Door.wait
-
-    def counting(door, timeout):
-        waits.append(timeout)
-        return wait(door, timeout)
-
-    monkeypatch.setattr(thread_module._Door, "wait", counting)
+def test_no_busy_idle_workers_between_shutdown_and_close(registry, tmp_path, door_waits):
     srv = RunningServer(registry, "thread", TCP4, str(tmp_path))
     try:
         _sequential_calls(srv, 2)
         srv.server.shutdown()
         srv.thread.join(5)
-        waits.clear()
+        door_waits.clear()
         pending = srv.connect()
         send_request(pending, b"x")
         time.sleep(0.3)
-        assert len(waits) <= 3
+        assert len(door_waits) <= 3
         pending.close()
     finally:
         srv.stop()
