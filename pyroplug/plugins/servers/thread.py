@@ -655,7 +655,7 @@ class ThreadServer(ServerType):
             wake_fd = self._loop_wake_r.fileno()
             listener_fd = fileno_of(listener.sock or listener)
             if self.pool.door_fd is not None:  # idle workers accept too: this loop only when none waits
-                wait, epoll = _exclusive_waiter(wake_fd, listener_fd)
+                wait, epoll = _exclusive_waiter(wake_fd, self.pool.door_fd)
                 self._loop_epoll = epoll
                 self.last_in_line()  # behind the doors of the workers there are already
                 self.pool.rouse_idle()  # doors that stopped watching while no loop ran watch again
